@@ -1,0 +1,80 @@
+"""The `imagegate` command: parses arguments and dispatches to the library.
+
+Each command is registered by one `_add_<command>` function below; its handler imports
+the library module it needs lazily (so `imagegate --help` stays fast), calls it, and
+prints the typed result. Only `ImagegateError` is caught: it is printed as
+`Name: message` plus its hint, and mapped to an exit status in one place, `main`.
+Anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from workflows import status_codes
+from workflows.errors import ImagegateError, RequestError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def parse_params(pairs: Sequence[str] | None) -> dict[str, str]:
+    """`-p NAME=VALUE` pairs into a dict, as `argo submit -p` takes them."""
+    params: dict[str, str] = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise RequestError(f"-p {pair!r} is not NAME=VALUE", hint="write e.g. -p destination=registry.example.com/app:1")
+        params[name] = value
+    return params
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="write the manifests a platform team installs (manifests/)")
+    p.add_argument("--out", default="manifests", help="directory to write (default: manifests)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if --out is stale")
+    p.add_argument("--config", help="render configuration (YAML): images, secret names, resources")
+    p.set_defaults(func=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from workflows import render
+
+    report = render.render(out=args.out, check=args.check, config_path=args.config)
+    print(report.summary())
+    return status_codes.SUCCESS if report.ok else status_codes.FAILED
+
+
+# Every command registers itself here, in the order `imagegate --help` lists them.
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_render,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command registered."""
+    parser = argparse.ArgumentParser(
+        prog="imagegate", description="Approval-gated container image builds on Argo Workflows."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ImagegateError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return status_codes.ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Errors of the authoring side (render, lint, plan, local run, client, CLI).
+
+A leaf module: it imports nothing from imagegate, so every module can import it.
+
+    ImagegateError              base; the CLI catches this alone and prints `Name: message`
+    ├── ConfigError             render/run configuration is invalid (an unpinned image, a bad timeout)
+    ├── RequestError            a build request or parameter does not satisfy the contract
+    ├── TemplateError           a manifest cannot be read or is not a Workflow/WorkflowTemplate
+    ├── DriftError              committed manifests differ from what render produces
+    ├── LocalRunError           `run --local` cannot run a task on this machine
+    └── ClientError             talking to the cluster failed
+        ├── NotFoundError       the Workflow (or node) does not exist
+        ├── ForbiddenError      RBAC refused the call
+        ├── WaitTimeoutError    the run did not finish in time
+        ├── RejectedError       the approval was refused (by policy or by a person)
+        └── ResultParseError    the workflow's `result` output is not a valid BuildResult
+"""
+
+__all__ = [
+    "ClientError",
+    "ConfigError",
+    "DriftError",
+    "ForbiddenError",
+    "ImagegateError",
+    "LocalRunError",
+    "NotFoundError",
+    "RejectedError",
+    "RequestError",
+    "ResultParseError",
+    "TemplateError",
+    "WaitTimeoutError",
+]
+
+
+class ImagegateError(Exception):
+    """Base of every error the CLI reports without a traceback."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class ConfigError(ImagegateError):
+    """Render or run configuration is invalid."""
+
+
+class RequestError(ImagegateError):
+    """A build request or parameter does not satisfy the contract."""
+
+
+class TemplateError(ImagegateError):
+    """A manifest cannot be read or is not a Workflow or WorkflowTemplate."""
+
+
+class DriftError(ImagegateError):
+    """Committed manifests differ from what render produces."""
+
+    hint = "run `imagegate render` and commit manifests/"
+
+
+class LocalRunError(ImagegateError):
+    """`run --local` cannot run a task on this machine."""
+
+
+class ClientError(ImagegateError):
+    """Talking to the cluster failed."""
+
+
+class NotFoundError(ClientError):
+    """The Workflow or node does not exist."""
+
+
+class ForbiddenError(ClientError):
+    """RBAC refused the call."""
+
+
+class WaitTimeoutError(ClientError):
+    """The run did not finish in time."""
+
+
+class RejectedError(ClientError):
+    """The approval was refused, by policy or by a person."""
+
+
+class ResultParseError(ClientError):
+    """The workflow's `result` output is not a valid BuildResult."""
