@@ -498,6 +498,53 @@ class BuildResult(_Model):
         return self
 
 
+class StepSpec(_Model):
+    """How one step talks to its template: `python -m steps.<module>` writing one file per output."""
+
+    module: str
+    outputs: dict[str, str] = Field(description="Output parameter -> default (used when a failed step wrote none).")
+
+
+# Where things live inside step pods. The templates mount these paths and `run --local`
+# maps them to directories on the machine; nothing else hard-codes them.
+OUTPUT_DIR = "/tmp/outputs"
+WORKSPACE_DIR = "/workspace"
+POLICY_DIR = "/etc/imagegate/policy"
+REGISTRY_AUTH_DIR = "/etc/imagegate/registry"
+ARCHIVE_PATH = f"{WORKSPACE_DIR}/image.oci.tar"
+BUILD_LOG_PATH = f"{WORKSPACE_DIR}/build.log"
+
+# Every step's outputs, by template name. A step writes exactly these files into its
+# --out directory (steps._io.write_outputs checks); templates declare exactly these
+# outputs, each with its default, because Argo saves a failed step's outputs too.
+STEPS: dict[str, StepSpec] = {
+    "validate": StepSpec(
+        module="validate",
+        outputs={"request": "", "fallback": "forbidden", "insecure": "false", "error": ""},
+    ),
+    "probe": StepSpec(module="probe", outputs={"mode": "runner", "capabilities": "{}"}),
+    "build-runner": StepSpec(
+        module="build_runner", outputs={"exit-code": "-1", "log-tail": "", "archive": ""}
+    ),
+    "classify": StepSpec(
+        module="classify", outputs={"class": "unclassified", "fallback-allowed": "false", "classification": ""}
+    ),
+    "synthetic": StepSpec(module="synthetic", outputs={"result": "", "digest": ""}),
+    "push": StepSpec(
+        module="push",
+        outputs={
+            "result": "",
+            "digest": "",
+            "image-url": "",
+            "IMAGE_DIGEST": "",
+            "IMAGE_URL": "",
+            "classification": "",
+        },
+    ),
+    "report": StepSpec(module="report", outputs={"result": ""}),
+}
+
+
 def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem, `field: message`, with the field named as the caller wrote it."""
     lines = []
