@@ -1,6 +1,5 @@
 """Shared fixtures. Fixtures that start real services live in tests/realworld.py."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,4 +21,3 @@ def _no_inherited_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     # The old tool's variable changes CLI defaults; a developer's shell must not leak into tests.
     monkeypatch.delenv("WORKSPACE_IMAGE_BUILD_MODE", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
-    os.environ.pop("KUBECONFIG", None) if os.environ.get("IMAGEGATE_KEEP_KUBECONFIG") is None else None
