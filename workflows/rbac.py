@@ -1,0 +1,148 @@
+"""Least-privilege RBAC and the namespace for imagegate: everything namespaced, nothing cluster-wide.
+
+What each object is for (https://argo-workflows.readthedocs.io/en/latest/workflow-rbac/,
+shared/research/argo.md sections 2 and 4):
+
+- Namespace `imagegate`, labelled for Pod Security Admission at the level the allowed
+  build modes need (`workflows.pod_security.BUILDER_LEVELS`), with `restricted` warned and
+  audited so every pod that needs more shows up in the audit log.
+- ServiceAccount `imagegate-workflow` for every workflow pod, with
+  `automountServiceAccountToken: false`: main containers (where a Dockerfile's RUN steps
+  execute) get no token. Argo mounts the executor's token into its own wait/init containers
+  when a workflow names `executor.serviceAccountName`; since Kubernetes 1.24 that needs the
+  token Secret `<sa>.service-account-token`
+  (https://argo-workflows.readthedocs.io/en/latest/service-account-secrets/).
+- Role `imagegate-executor`: `workflowtaskresults` create/patch, all the v3.4+ executor
+  needs to report outputs; bound to the workflow ServiceAccount.
+- Role `imagegate-approver`: get/list/watch workflows to find the gate, update/patch to
+  `argo node set` its decision and `argo resume` it (both write the Workflow object).
+- Role `imagegate-submitter`: create/get/list/watch workflows, get/list workflowtemplates,
+  which `argo submit --from workflowtemplate/image-build --watch` needs. No update or
+  patch, so a submitter cannot resume their own gate.
+
+The approver and submitter Roles are bound to groups (`APPROVERS_GROUP`,
+`SUBMITTERS_GROUP`); map your identity provider's groups onto them, or patch the subjects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client as k8s
+
+from steps.contract import Policy
+from workflows import names
+from workflows.pod_security import Level, required_level
+
+__all__ = [
+    "APPROVER_ROLE",
+    "APPROVERS_GROUP",
+    "EXECUTOR_ROLE",
+    "NAMESPACE",
+    "SUBMITTER_ROLE",
+    "SUBMITTERS_GROUP",
+    "TOKEN_SECRET",
+    "manifests",
+    "namespace_labels",
+]
+
+NAMESPACE = "imagegate"
+EXECUTOR_ROLE = "imagegate-executor"
+APPROVER_ROLE = "imagegate-approver"
+SUBMITTER_ROLE = "imagegate-submitter"
+APPROVERS_GROUP = "imagegate:approvers"
+SUBMITTERS_GROUP = "imagegate:submitters"
+# Argo finds an executor token Secret by this name (docs/service-account-secrets.md, option 1).
+TOKEN_SECRET = f"{names.SERVICE_ACCOUNT}.service-account-token"
+
+_ARGO = "argoproj.io"
+_RBAC = "rbac.authorization.k8s.io"
+_PSA = "pod-security.kubernetes.io/"
+
+
+def namespace_labels(policy: Policy) -> dict[str, str]:
+    """Pod Security Admission labels: enforce what the allowed modes need, warn and audit restricted."""
+    enforce = required_level(policy.allowed_modes)
+    return {
+        _PSA + "enforce": enforce.value,
+        _PSA + "enforce-version": "latest",
+        _PSA + "warn": Level.RESTRICTED.value,
+        _PSA + "warn-version": "latest",
+        _PSA + "audit": Level.RESTRICTED.value,
+        _PSA + "audit-version": "latest",
+    }
+
+
+def _meta(name: str, **extra: Any) -> k8s.V1ObjectMeta:
+    return k8s.V1ObjectMeta(name=name, namespace=NAMESPACE, labels={"app.kubernetes.io/part-of": "imagegate"}, **extra)
+
+
+def _role(name: str, rules: list[k8s.V1PolicyRule]) -> k8s.V1Role:
+    return k8s.V1Role(api_version=f"{_RBAC}/v1", kind="Role", metadata=_meta(name), rules=rules)
+
+
+def _binding(role: str, subject: k8s.RbacV1Subject) -> k8s.V1RoleBinding:
+    return k8s.V1RoleBinding(
+        api_version=f"{_RBAC}/v1",
+        kind="RoleBinding",
+        metadata=_meta(role),
+        role_ref=k8s.V1RoleRef(api_group=_RBAC, kind="Role", name=role),
+        subjects=[subject],
+    )
+
+
+def _group(name: str) -> k8s.RbacV1Subject:
+    return k8s.RbacV1Subject(api_group=_RBAC, kind="Group", name=name)
+
+
+def _workflows(*verbs: str) -> k8s.V1PolicyRule:
+    return k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflows"], verbs=list(verbs))
+
+
+def manifests(policy: Policy | None = None) -> list[dict[str, Any]]:
+    """The Namespace, ServiceAccount, token Secret, Roles and RoleBindings, as plain dicts.
+
+    Args:
+        policy: The cluster policy; its allowed modes decide the namespace's enforce level.
+            Defaults to `Policy()`, which allows every mode.
+    """
+    policy = policy or Policy()
+    objects = [
+        k8s.V1Namespace(
+            api_version="v1",
+            kind="Namespace",
+            metadata=k8s.V1ObjectMeta(
+                name=NAMESPACE, labels={"app.kubernetes.io/part-of": "imagegate", **namespace_labels(policy)}
+            ),
+        ),
+        k8s.V1ServiceAccount(
+            api_version="v1",
+            kind="ServiceAccount",
+            metadata=_meta(names.SERVICE_ACCOUNT),
+            automount_service_account_token=False,
+        ),
+        k8s.V1Secret(
+            api_version="v1",
+            kind="Secret",
+            type="kubernetes.io/service-account-token",
+            metadata=_meta(TOKEN_SECRET, annotations={"kubernetes.io/service-account.name": names.SERVICE_ACCOUNT}),
+        ),
+        _role(
+            EXECUTOR_ROLE,
+            [k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflowtaskresults"], verbs=["create", "patch"])],
+        ),
+        _binding(
+            EXECUTOR_ROLE, k8s.RbacV1Subject(kind="ServiceAccount", name=names.SERVICE_ACCOUNT, namespace=NAMESPACE)
+        ),
+        _role(APPROVER_ROLE, [_workflows("get", "list", "watch", "update", "patch")]),
+        _binding(APPROVER_ROLE, _group(APPROVERS_GROUP)),
+        _role(
+            SUBMITTER_ROLE,
+            [
+                _workflows("create", "get", "list", "watch"),
+                k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflowtemplates"], verbs=["get", "list"]),
+            ],
+        ),
+        _binding(SUBMITTER_ROLE, _group(SUBMITTERS_GROUP)),
+    ]
+    return [obj.model_dump(by_alias=True, exclude_none=True, mode="json") for obj in objects]
