@@ -85,7 +85,11 @@ def _libseccomp() -> ctypes.CDLL:
     # rule_add is variadic over structs; the _array form has a fixed signature ctypes can call.
     lib.seccomp_rule_add_array.restype = ctypes.c_int
     lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
     ]
     lib.seccomp_attr_set.restype = ctypes.c_int
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
@@ -224,10 +228,11 @@ def fault_command(
 def main(argv: list[str] | None = None) -> int:
     """Parse the CLI, set up the faults and exec the command."""
     parser = argparse.ArgumentParser(
-        prog="faults.py", description="Run a command with user namespaces denied (seccomp errno or max_user_namespaces)."
+        prog="faults.py",
+        description="Run a command with user namespaces denied (seccomp errno or max_user_namespaces).",
     )
-    parser.add_argument("--errno", dest="errno_name", help="ENOSYS, EPERM, ...: what unshare/clone(CLONE_NEWUSER) return")
-    parser.add_argument("--max-user-namespaces", type=int, help="run in a child userns with this limit (0 gives ENOSPC)")
+    parser.add_argument("--errno", dest="errno_name", help="ENOSYS, EPERM, ...: unshare/clone(CLONE_NEWUSER) fail so")
+    parser.add_argument("--max-user-namespaces", type=int, help="run in a child userns with this limit (0: ENOSPC)")
     parser.add_argument("--user", help="UID[:GID] to run the command as (needs root)")
     parser.add_argument("--no-new-privs", action="store_true", help="set no_new_privs even as root")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command [args...]")
