@@ -46,9 +46,31 @@ def _render(args: argparse.Namespace) -> int:
     return status_codes.SUCCESS if report.ok else status_codes.FAILED
 
 
+def _add_registry(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("registry", help="the embedded loopback registry that `run --local` pushes to")
+    cmds = p.add_subparsers(dest="registry_command", required=True, metavar="SUBCOMMAND")
+    serve = cmds.add_parser("serve", help="run it in the foreground (Ctrl-C stops it), to pull what runs pushed")
+    serve.add_argument("--port", type=int, help="127.0.0.1 port to listen on (default: a free one)")
+    serve.add_argument("--data-dir", help="storage root (default: $XDG_CACHE_HOME/imagegate/registry)")
+    serve.set_defaults(func=_registry_serve)
+
+
+def _registry_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workflows import registry
+
+    def ready(info: registry.RegistryInfo) -> None:
+        print(f"registry: serving {info.url} (data {info.data_dir}); Ctrl-C stops it", flush=True)
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    return registry.serve(port=args.port, data_dir=data_dir, on_ready=ready)
+
+
 # Every command registers itself here, in the order `imagegate --help` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_render,
+    _add_registry,
 ]
 
 
