@@ -524,7 +524,8 @@ STEPS: dict[str, StepSpec] = {
     ),
     "probe": StepSpec(module="probe", outputs={"mode": "runner", "capabilities": "{}"}),
     "build-runner": StepSpec(
-        module="build_runner", outputs={"exit-code": "-1", "log-tail": "", "archive": ""}
+        # digest: the manifest digest inside the archive (what a push=false run reports).
+        module="build_runner", outputs={"exit-code": "-1", "log-tail": "", "archive": "", "digest": ""}
     ),
     "classify": StepSpec(
         module="classify", outputs={"class": "unclassified", "fallback-allowed": "false", "classification": ""}
