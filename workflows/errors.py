@@ -7,6 +7,10 @@ A leaf module: it imports nothing from imagegate, so every module can import it.
     ├── RequestError            a build request or parameter does not satisfy the contract
     ├── TemplateError           a manifest cannot be read or is not a Workflow/WorkflowTemplate
     ├── DriftError              committed manifests differ from what render produces
+    ├── ExpressionError         a `when`, `depends` or `{{=...}}` expression cannot be used
+    │   ├── ExpressionSyntaxError      it does not parse (what Argo reports when the node is reached)
+    │   ├── ExpressionEvaluationError  it parses but fails on these values (a type error, a non-boolean `when`)
+    │   └── UnresolvedReferenceError   a `{{...}}` tag names nothing in scope
     ├── LocalRunError           `run --local` cannot run a task on this machine
     └── ClientError             talking to the cluster failed
         ├── NotFoundError       the Workflow (or node) does not exist
@@ -20,6 +24,9 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "DriftError",
+    "ExpressionError",
+    "ExpressionEvaluationError",
+    "ExpressionSyntaxError",
     "ForbiddenError",
     "ImagegateError",
     "LocalRunError",
@@ -28,6 +35,7 @@ __all__ = [
     "RequestError",
     "ResultParseError",
     "TemplateError",
+    "UnresolvedReferenceError",
     "WaitTimeoutError",
 ]
 
@@ -59,6 +67,22 @@ class DriftError(ImagegateError):
     """Committed manifests differ from what render produces."""
 
     hint = "run `imagegate render` and commit manifests/"
+
+
+class ExpressionError(ImagegateError):
+    """A `when`, `depends` or `{{=...}}` expression cannot be used."""
+
+
+class ExpressionSyntaxError(ExpressionError):
+    """The expression does not parse."""
+
+
+class ExpressionEvaluationError(ExpressionError):
+    """The expression parses but fails on the values given."""
+
+
+class UnresolvedReferenceError(ExpressionError):
+    """A `{{...}}` tag names nothing in scope."""
 
 
 class LocalRunError(ImagegateError):
