@@ -15,6 +15,7 @@ A leaf module: it imports nothing from imagegate, so every module can import it.
     └── ClientError             talking to the cluster failed
         ├── NotFoundError       the Workflow (or node) does not exist
         ├── ForbiddenError      RBAC refused the call
+        ├── NotWaitingError     the approval gate is not waiting for a decision
         ├── WaitTimeoutError    the run did not finish in time
         ├── RejectedError       the approval was refused (by policy or by a person)
         └── ResultParseError    the workflow's `result` output is not a valid BuildResult
@@ -31,6 +32,7 @@ __all__ = [
     "ImagegateError",
     "LocalRunError",
     "NotFoundError",
+    "NotWaitingError",
     "RejectedError",
     "RequestError",
     "ResultParseError",
@@ -99,6 +101,10 @@ class NotFoundError(ClientError):
 
 class ForbiddenError(ClientError):
     """RBAC refused the call."""
+
+
+class NotWaitingError(ClientError):
+    """The approval gate is not waiting: not reached yet, or already decided."""
 
 
 class WaitTimeoutError(ClientError):
