@@ -68,6 +68,8 @@ _REFERENCE = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+# The same grammar as a string, for the admission policy's CEL `matches` (RE2 accepts it).
+REFERENCE_PATTERN = _REFERENCE.pattern
 
 
 def _kebab(name: str) -> str:
