@@ -77,23 +77,33 @@ def make_log(path: Path, size_bytes: int) -> int:
     return path.stat().st_size
 
 
+# Python escapes with a different spelling in ERE. GNU grep -E knows \\s, \\S and \\w itself, and
+# warns about a stray backslash before an ordinary character such as a quote.
+_ERE = (("(?:", "("), ("\\d", "[0-9]"), ('\\"', '"'), ("\\'", "'"))
+BUILDER = "buildah"  # the runner mode's log, as the template passes --builder
+
+
 def to_ere(pattern: str) -> str:
     """A catalogue regex (Python syntax) as POSIX ERE for `grep -E`."""
-    ere = pattern.replace("(?:", "(").replace(r"\d", "[0-9]")
-    if re.search(r"\(\?[^:]", ere):
+    ere = pattern
+    for python, posix in _ERE:
+        ere = ere.replace(python, posix)
+    if re.search(r"(?<!\\)\(\?", ere):  # (?P<, (?=, (?i) ... but not a literal \(?
         raise ValueError(f"pattern {pattern!r} uses a Python-only construct grep -E lacks")
     return ere
 
 
-def catalogue_patterns() -> list[str]:
-    """Every signature pattern classify matches, from its catalogue (the one source)."""
+def catalogue_patterns(builder: str = BUILDER) -> list[str]:
+    """Every pattern classify matches a `builder` log against, from its own catalogue (the one source)."""
     from steps import classify
 
-    return [to_ere(entry.pattern) for entry in classify.CATALOGUE]
+    catalogue = classify.load_catalogue()
+    signatures = catalogue.matcher(builder).signatures
+    return [to_ere(p) for p in [s.pattern for s in signatures] + catalogue.build_started]
 
 
 def _classify_command(log: Path, out: Path) -> list[str]:
-    return [PYTHON, "-m", "steps.classify", "--log", str(log), "--exit-code", "1", "--builder", "buildah",
+    return [PYTHON, "-m", "steps.classify", "--log", str(log), "--exit-code", "1", "--builder", BUILDER,
             "--out", str(out)]
 
 
