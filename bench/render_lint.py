@@ -1,0 +1,56 @@
+"""Render + lint of all manifests, as CI or a pre-commit hook runs them, against a bare interpreter.
+
+`imagegate render --out TMP` writes every manifest (never the committed manifests/), then
+`imagegate lint TMP/*.yaml` checks them: two processes, the way a user runs them. Target:
+the pair under 1 s wall; the ratio is against `python -c pass` measured in the same run.
+For reference, the same work in one interpreter through the library is printed too.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from bench._measure import PYTHON, ROOT, Figure, Measure, Op, Target, median_run, missing, run_child, scratch
+
+TARGET = Target(measure=Measure.VALUE, op=Op.LT, limit=1.0)
+BASELINE = "python -c pass"
+IMAGEGATE = [PYTHON, "-m", "workflows.cli"]
+# Library path: one interpreter renders then lints (render.render and lint.lint_paths are the APIs).
+_IN_PROCESS = (
+    "import sys; from pathlib import Path; from workflows import lint, render; "
+    "out = Path(sys.argv[1]); render.render(out=str(out), check=False, config_path=None); "
+    "report = lint.lint_paths(sorted(out.rglob('*.yaml'))); "
+    "sys.exit(0 if report.ok else 1)"
+)
+
+
+def _yaml_files(directory: Path) -> list[str]:
+    return sorted(str(p) for p in directory.rglob("*.yaml"))
+
+
+def figures(repeats: int = 5) -> list[Figure]:
+    """The CLI pair's median wall time (target) and the one-process library time (information)."""
+    name = "render + lint: imagegate render, imagegate lint"
+    for module in ("render", "lint"):
+        if not (ROOT / "workflows" / f"{module}.py").is_file():
+            return [missing(name, "s", TARGET, f"workflows/{module}.py does not exist yet")]
+    pair_s: list[float] = []
+    one_s: list[float] = []
+    baseline = []
+    with scratch("render") as work:
+        for i in range(repeats):
+            baseline.append(run_child([PYTHON, "-c", "pass"]))
+            out = work / f"cli-{i}"
+            render = run_child([*IMAGEGATE, "render", "--out", str(out)])
+            lint = run_child([*IMAGEGATE, "lint", *_yaml_files(out)])
+            pair_s.append(render.wall_s + lint.wall_s)
+            one_s.append(run_child([PYTHON, "-c", _IN_PROCESS, str(work / f"lib-{i}")]).wall_s)
+        count = len(_yaml_files(work / "cli-0"))
+    base_s = median_run(baseline).wall_s
+    return [
+        Figure(name=name, unit="s", value=statistics.median(pair_s), baseline=base_s, baseline_name=BASELINE,
+               target=TARGET, note=f"median of {repeats}; {count} manifest files rendered then linted"),
+        Figure(name="render + lint: one interpreter (library)", unit="s", value=statistics.median(one_s),
+               baseline=base_s, baseline_name=BASELINE, note="render.render then lint over the same files"),
+    ]

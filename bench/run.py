@@ -1,0 +1,104 @@
+"""The one command: `python -m bench [--only NAME ...] [--quick] [--format text|json]`.
+
+Runs every figure module, prints one line per figure (value, baseline, ratio, target,
+verdict) and exits 1 when any target is missed or a figure could not be measured, 0
+otherwise. `--quick` shrinks the generated data for a smoke run; its numbers are not the
+documented figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/run.py`: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import classify_log, digest, machine, pods, rebuild, render_lint, startup
+from bench._measure import Figure
+
+# Figure group -> (full-size run, quick run). Order: cheap first, so a broken checkout fails fast.
+SUITE: dict[str, tuple[Callable[[], list[Figure]], Callable[[], list[Figure]]]] = {
+    "pods": (pods.figures, pods.figures),
+    "startup": (startup.figures, lambda: startup.figures(repeats=3)),
+    "render-lint": (render_lint.figures, lambda: render_lint.figures(repeats=1)),
+    "classify": (classify_log.figures, lambda: classify_log.figures(size_bytes=8 * 1024 * 1024)),
+    "digest": (digest.figures, lambda: digest.figures(size_bytes=64 * 1024 * 1024)),
+    "rebuild": (rebuild.figures, lambda: rebuild.figures(loops=20000)),
+}
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    text = f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def format_table(figures: list[Figure]) -> str:
+    """The figures as an aligned plain-text table (also pasted into docs/benchmarks.md)."""
+    rows = [("figure", "value", "baseline", "ratio", "target", "result")]
+    for f in figures:
+        baseline = f"{_num(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline is not None else "-"
+        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
+        target = f.target.describe(f.unit) if f.target else "-"
+        rows.append((f.name, _num(f.value, f.unit), baseline, ratio, target, f.verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for f in figures:
+        if f.error:
+            lines.append(f"ERROR {f.name}: {f.error}")
+        elif f.note:
+            lines.append(f"note  {f.name}: {f.note}")
+    return "\n".join(lines)
+
+
+def run(groups: list[str], quick: bool = False, progress: bool = True) -> list[Figure]:
+    """Run the named figure groups in suite order; a group that crashes becomes an ERROR line."""
+    figures: list[Figure] = []
+    for name in SUITE:
+        if name not in groups:
+            continue
+        full, small = SUITE[name]
+        start = time.monotonic()
+        try:
+            got = (small if quick else full)()
+        except Exception as exc:  # one broken group must not hide the others' figures
+            got = [Figure(name=name, unit="", error=f"{type(exc).__name__}: {exc}"[:300])]
+        if progress:
+            print(f"[bench] {name}: {len(got)} figure(s) in {time.monotonic() - start:.1f} s", file=sys.stderr)
+        figures.extend(got)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; exit 1 if any target is missed."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=list(SUITE), help="run only this group (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="small generated data: a smoke run, not the figures")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    figures = run(args.only or list(SUITE), quick=args.quick)
+    elapsed = time.monotonic() - start
+    if args.format == "json":
+        print(json.dumps({
+            "machine": machine.describe(),
+            "elapsed_s": elapsed,
+            "figures": [f.model_dump() | {"ratio": f.ratio, "verdict": f.verdict} for f in figures],
+        }, indent=2))
+    else:
+        print(machine.summary())
+        print(format_table(figures))
+        missed = [f.name for f in figures if f.missed]
+        print(f"{len(figures) - len(missed)}/{len(figures)} figures met their targets in {elapsed:.0f} s"
+              + (f"; missed: {', '.join(missed)}" if missed else ""))
+    return 1 if any(f.missed for f in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
