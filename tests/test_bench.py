@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import classify_log, digest, rebuild, run, startup
+from bench import classify_log, digest, pods, rebuild, run, startup
 from bench._measure import ROOT, Figure, Measure, Op, Target, run_child
 
 PYTHON_C_PASS = ["python3", "-c", "pass"]
@@ -155,6 +155,51 @@ def test_every_contract_step_is_benchmarked():
     from steps.contract import STEPS
 
     assert set(startup.step_modules()) == {spec.module for spec in STEPS.values()}
+
+
+def _gated_template(gate_task: str) -> dict:
+    tasks = [
+        {"name": "validate", "template": "pod"},
+        {"name": gate_task, "template": "gate", "depends": "validate"},
+        {"name": "build", "template": "pod", "depends": gate_task},
+        {"name": "push", "template": "pod", "depends": "build"},
+    ]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": "tiny"},
+        "spec": {
+            "entrypoint": "main",
+            "onExit": "report",
+            "templates": [
+                {"name": "main", "dag": {"tasks": tasks}},
+                {"name": "pod", "container": {"image": "busybox"}},
+                {"name": "gate", "suspend": {}},
+                {"name": "report", "container": {"image": "busybox"}},
+            ],
+        },
+    }
+
+
+def test_pods_after_approval_counts_pods_started_after_the_gate_exit_handler_included():
+    from workflows.plan import plan
+
+    count, tasks = pods.pods_after_approval(plan(_gated_template("approve")))
+    assert (count, tasks) == (3, ["build", "push", "report"])
+
+
+def test_pods_after_approval_refuses_a_plan_that_never_reached_the_gate():
+    from workflows.plan import plan
+
+    with pytest.raises(ValueError, match="never reached approve"):
+        pods.pods_after_approval(plan(_gated_template("wait")))
+
+
+@pytest.mark.skipif(not list((ROOT / "manifests").glob("*.yaml")), reason="manifests/ has not been rendered yet")
+def test_pods_figures_plan_every_scenario_on_the_rendered_template():
+    figures = pods.figures()
+    assert len(figures) == len(pods.SCENARIOS)
+    assert all(f.error is None and f.value >= 1 for f in figures)
 
 
 @pytest.mark.skipif(not _has("steps/synthetic.py"), reason="steps/synthetic.py has not landed")
