@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import classify_log, digest, machine, pods, rebuild, render_lint, startup
-from bench._measure import Figure
+from bench._measure import Figure, Measure
 
 # Figure group -> (full-size run, quick run). Order: cheap first, so a broken checkout fails fast.
 SUITE: dict[str, tuple[Callable[[], list[Figure]], Callable[[], list[Figure]]]] = {
@@ -39,12 +39,20 @@ def _num(x: float | None, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
+def _ratio(f: Figure) -> str:
+    if f.ratio is None:
+        return "-"
+    if f.target is not None and f.target.measure is Measure.DELTA and f.delta is not None:
+        return f"{f.ratio:.2f}x ({f.delta:+.0f} {f.unit})"
+    return f"{f.ratio:.2f}x"
+
+
 def format_table(figures: list[Figure]) -> str:
     """The figures as an aligned plain-text table (also pasted into docs/benchmarks.md)."""
     rows = [("figure", "value", "baseline", "ratio", "target", "result")]
     for f in figures:
         baseline = f"{_num(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline is not None else "-"
-        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
+        ratio = _ratio(f)
         target = f.target.describe(f.unit) if f.target else "-"
         rows.append((f.name, _num(f.value, f.unit), baseline, ratio, target, f.verdict))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -55,6 +63,26 @@ def format_table(figures: list[Figure]) -> str:
         elif f.note:
             lines.append(f"note  {f.name}: {f.note}")
     return "\n".join(lines)
+
+
+def format_markdown(figures: list[Figure], elapsed: float, d: dict) -> str:
+    """The machine and the figures as Markdown, the block docs/benchmarks.md records."""
+    lines = [
+        f"Machine: {d['nproc']} cores (`nproc`), {d['mem_total_gib']} GiB RAM (`free -h`), kernel {d['kernel']}, "
+        f"CPU {d['cpu']}, 1-minute load {d['loadavg_1m']} at the start, Python {d['python']}; "
+        f"the suite took {elapsed:.0f} s.",
+        "",
+        "| figure | value | baseline (same run) | ratio | target | result |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        baseline = f"{_num(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline is not None else "-"
+        ratio = _ratio(f)
+        target = f.target.describe(f.unit) if f.target else "-"
+        value = _num(f.value, f.unit) if f.error is None else f"not measured: {f.error}"
+        lines.append(f"| {f.name} | {value} | {baseline} | {ratio} | {target} | **{f.verdict}** |")
+    notes = [f"- {f.name}: {f.note}" for f in figures if f.note and f.error is None]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def run(groups: list[str], quick: bool = False, progress: bool = True) -> list[Figure]:
@@ -80,17 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(SUITE), help="run only this group (repeatable)")
     parser.add_argument("--quick", action="store_true", help="small generated data: a smoke run, not the figures")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     args = parser.parse_args(argv)
     start = time.monotonic()
+    load = machine.describe()  # before the suite loads the machine itself
     figures = run(args.only or list(SUITE), quick=args.quick)
     elapsed = time.monotonic() - start
     if args.format == "json":
         print(json.dumps({
-            "machine": machine.describe(),
+            "machine": load,
             "elapsed_s": elapsed,
             "figures": [f.model_dump() | {"ratio": f.ratio, "verdict": f.verdict} for f in figures],
         }, indent=2))
+    elif args.format == "markdown":
+        print(format_markdown(figures, elapsed, load))
     else:
         print(machine.summary())
         print(format_table(figures))
