@@ -1,0 +1,376 @@
+"""Admission-time policy: a ValidatingAdmissionPolicy that refuses bad Workflows before they exist.
+
+The validate step enforces the cluster policy inside a run; this policy makes the API
+server refuse the same Workflows at `kubectl create` / `argo submit` time
+(https://kubernetes.io/docs/reference/access-authn-authz/validating-admission-policy/).
+Its params are the policy ConfigMap itself (`paramKind: ConfigMap`), so the allowlists
+have one source; the defaults used for a missing key come from `Policy()`, the same model
+the validate step reads.
+
+Which Workflows it governs:
+- every Workflow whose `workflowTemplateRef` names `image-build` or `image-push` ("ours"):
+  namespace, ServiceAccount, destination, mode and strict are checked, and the fields a
+  Workflow could use to change what our templates run are refused (see `OVERRIDES`);
+- every Workflow in imagegate's namespaces (the policy's `allowedNamespaces`, plus the
+  home namespace): with `requireTemplateRef` it must be one of ours, and it may never set
+  `podSpecPatch` or run as a ServiceAccount outside `allowedServiceAccounts`.
+
+CREATE is checked in full. UPDATE only checks that the fields the checks read did not
+change, so a running Workflow is not stuck when the policy narrows, and no one (an
+approver holds `update` on workflows) can swap the destination after the approval
+(`argo retry -p` included).
+
+The expressions use core CEL plus the Kubernetes string extensions `split`, `trim`,
+`lowerAscii` and `join` (available in every release that serves admissionregistration v1).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client as k8s
+
+from steps.contract import REFERENCE_PATTERN, BuildRequest, Mode, Policy, PushRequest
+from workflows import names
+from workflows.rbac import NAMESPACE
+
+__all__ = ["BINDING_NAME", "IMMUTABLE_FIELDS", "OVERRIDES", "POLICY_NAME", "binding", "manifests", "policy"]
+
+POLICY_NAME = "imagegate-workflows"
+BINDING_NAME = POLICY_NAME
+_ADMISSION = "admissionregistration.k8s.io/v1"
+_OURS = (names.IMAGE_BUILD, names.IMAGE_PUSH)
+
+# WorkflowSpec fields a Workflow referencing our templates may not set, and what each would
+# let a submitter do (Argo merges the Workflow's spec over the WorkflowTemplate's).
+OVERRIDES: dict[str, str] = {
+    "templates": "redefines our templates (Argo merges them by name)",
+    "entrypoint": "starts at another template, e.g. push, skipping validate and approve",
+    "onExit": "runs another template as the exit handler, outside the approval",
+    "hooks": "runs templates from lifecycle hooks, outside the approval",
+    "templateDefaults": "changes every template's pod (env, volumes, security context)",
+    "securityContext": "replaces the pods' security context",
+    "automountServiceAccountToken": "puts the ServiceAccount token into build containers",
+    "executor": "swaps the executor's ServiceAccount",
+    "executorPlugins": "adds executor plugins to the pods",
+    "volumes": "adds volumes, e.g. the registry Secret under a name a build template mounts",
+    "volumeClaimTemplates": "replaces the workspace volume the build writes its archive to",
+    "podMetadata": "adds pod annotations, e.g. an Unconfined AppArmor profile",
+    "hostNetwork": "puts the pods into the node's network namespace",
+    "dnsPolicy": "changes name resolution, sending the registry credentials elsewhere",
+    "dnsConfig": "changes name resolution, sending the registry credentials elsewhere",
+    "hostAliases": "maps the registry host to another address, sending the credentials there",
+    "nodeSelector": "places builds on nodes the platform did not choose",
+    "tolerations": "places builds on tainted nodes, e.g. the control plane",
+    "affinity": "places builds on nodes the platform did not choose",
+    "schedulerName": "hands the pods to another scheduler",
+    "resourceClaims": "claims node devices for the pods",
+    "artifactRepositoryRef": "sends logs and artifacts to another repository",
+}
+# What the checks read: changing any of these after CREATE is refused.
+IMMUTABLE_FIELDS = ("workflowTemplateRef", "arguments", "serviceAccountName", "podSpecPatch", *OVERRIDES)
+
+# pydantic's lax bool parsing (docs.pydantic.dev "Conversion Table", str -> bool), which the
+# validate step applies to the same strings; anything else is read on the safe side below.
+_TRUE = ("1", "on", "t", "true", "y", "yes")
+_FALSE = ("0", "f", "false", "n", "no", "off")
+
+
+def _cel(value: Any) -> str:
+    """A CEL literal for a string or a list of strings (JSON string syntax is valid CEL)."""
+    return json.dumps(value)
+
+
+def _spec_names(model: type[BuildRequest] | type[PushRequest]) -> list[str]:
+    return [s.name for s in model.parameter_specs()]
+
+
+def _required(model: type[BuildRequest] | type[PushRequest]) -> list[str]:
+    return [s.name for s in model.parameter_specs() if s.required]
+
+
+def _default(model: type[BuildRequest], name: str) -> str:
+    (spec,) = [s for s in model.parameter_specs() if s.name == name]
+    return spec.default or ""
+
+
+def _variables() -> list[k8s.V1Variable]:
+    defaults = Policy().to_configmap_data()
+
+    def raw(key: str) -> str:
+        return f"({_cel(key)} in variables.data ? variables.data[{_cel(key)}] : {_cel(defaults[key])})"
+
+    def listed(key: str) -> str:
+        return f"{raw(key)}.split(',').map(s, s.trim()).filter(s, s != '')"
+
+    def flag(key: str, *, safe: bool) -> str:
+        # A value pydantic would not parse is read as the safe choice (`safe`), never the lax one.
+        word = f"{raw(key)}.trim().lowerAscii()"
+        return f"!({word} in {_cel(_FALSE)})" if safe else f"{word} in {_cel(_TRUE)}"
+
+    def param(name: str, default: str) -> str:
+        given = f"variables.args.filter(p, p.name == {_cel(name)} && has(p.value)).map(p, p.value)"
+        return f"size({given}) == 1 ? {given}[0] : {_cel(default)}"
+
+    spec = "object.spec"
+    ref = f"{spec}.workflowTemplateRef"
+    pairs = [
+        ("data", "has(params.data) ? params.data : {}"),
+        ("allowedRegistries", listed("allowedRegistries")),
+        ("allowedNamespaces", listed("allowedNamespaces")),
+        ("allowedServiceAccounts", listed("allowedServiceAccounts")),
+        ("allowedModes", listed("allowedModes")),
+        ("allowSynthetic", flag("allowSynthetic", safe=False)),
+        ("requireTag", flag("requireTag", safe=True)),
+        ("forbidLatest", flag("forbidLatest", safe=True)),
+        ("requireTemplateRef", flag("requireTemplateRef", safe=True)),
+        ("templateName", f"has({ref}) && has({ref}.name) ? {ref}.name : ''"),
+        ("isBuild", f"variables.templateName == {_cel(names.IMAGE_BUILD)}"),
+        ("ours", f"variables.templateName in {_cel(list(_OURS))}"),
+        (
+            "homeNamespace",
+            f"request.namespace == {_cel(NAMESPACE)} || request.namespace in variables.allowedNamespaces",
+        ),
+        ("inScope", "variables.ours || variables.homeNamespace"),
+        ("create", "request.operation == 'CREATE'"),
+        ("checked", "variables.create && variables.ours"),
+        (
+            "args",
+            f"has({spec}.arguments) && has({spec}.arguments.parameters) ? {spec}.arguments.parameters : []",
+        ),
+        (
+            "knownParams",
+            f"variables.isBuild ? {_cel(_spec_names(BuildRequest))} : {_cel(_spec_names(PushRequest))}",
+        ),
+        (
+            "requiredParams",
+            f"variables.isBuild ? {_cel(_required(BuildRequest))} : {_cel(_required(PushRequest))}",
+        ),
+        ("destination", param("destination", "")),
+        ("mode", param("mode", _default(BuildRequest, "mode"))),
+        ("strict", f"({param('strict', _default(BuildRequest, 'strict'))}).trim().lowerAscii()"),
+        # The reference without its digest, host lowercased (paths are lowercase by the grammar).
+        ("named", "variables.destination.lowerAscii().split('@')[0]"),
+        ("lastComponent", "variables.named.split('/')[size(variables.named.split('/')) - 1]"),
+        (
+            "changed",
+            "request.operation != 'UPDATE' ? [] : ["
+            + ", ".join(
+                f"has({spec}.{f}) != has(oldObject.spec.{f}) || has({spec}.{f}) && {spec}.{f} != oldObject.spec.{f}"
+                f" ? {_cel(f)} : ''"
+                for f in IMMUTABLE_FIELDS
+            )
+            + "].filter(f, f != '')",
+        ),
+    ]
+    return [k8s.V1Variable(name=n, expression=e) for n, e in pairs]
+
+
+def _rule(expression: str, message: str, message_expression: str) -> k8s.V1Validation:
+    return k8s.V1Validation(
+        expression=expression, message=message, message_expression=message_expression, reason="Forbidden"
+    )
+
+
+# An allowlist entry `e` admits the named reference `r` on host and '/' boundaries: a host
+# entry needs `host/` next; a host/path entry admits that repository (`:tag` next) or below it.
+_MATCHES_ENTRY = (
+    "e.lowerAscii().contains('/') ? "
+    "(variables.named == e.lowerAscii() || variables.named.startsWith(e.lowerAscii() + '/') "
+    "|| variables.named.startsWith(e.lowerAscii() + ':')) "
+    ": variables.named.startsWith(e.lowerAscii() + '/')"
+)
+
+
+def _validations() -> list[k8s.V1Validation]:
+    ours = " or ".join(_OURS)
+    sa_fields = [
+        "spec.serviceAccountName",
+        "spec.executor.serviceAccountName",
+        "spec.templateDefaults.serviceAccountName",
+    ]
+    return [
+        _rule(
+            "!variables.create || !variables.homeNamespace || !variables.requireTemplateRef || variables.ours",
+            f"spec.workflowTemplateRef must name {ours}: the policy requires template references here",
+            f"'spec.workflowTemplateRef must name {ours} in namespace ' + request.namespace"
+            " + ': the policy (requireTemplateRef) forbids inline templates here'",
+        ),
+        _rule(
+            "!variables.checked || !has(object.spec.workflowTemplateRef.clusterScope)"
+            " || !object.spec.workflowTemplateRef.clusterScope",
+            "spec.workflowTemplateRef.clusterScope must be false: imagegate's templates are namespaced",
+            "'spec.workflowTemplateRef.clusterScope must be false: ' + variables.templateName"
+            " + ' is a namespaced WorkflowTemplate'",
+        ),
+        _rule(
+            "!variables.checked || size(variables.allowedNamespaces) == 0"
+            " || request.namespace in variables.allowedNamespaces",
+            "metadata.namespace is not allowed by the policy (allowedNamespaces)",
+            "'metadata.namespace ' + request.namespace + ' is not allowed: allowedNamespaces are '"
+            " + variables.allowedNamespaces.join(', ')",
+        ),
+        _rule(
+            "!variables.create || !variables.inScope || ("
+            "(has(object.spec.serviceAccountName) ? object.spec.serviceAccountName in variables.allowedServiceAccounts"
+            " : variables.ours)"
+            " && (!has(object.spec.executor) || !has(object.spec.executor.serviceAccountName)"
+            " || object.spec.executor.serviceAccountName in variables.allowedServiceAccounts)"
+            " && (!has(object.spec.templateDefaults) || !has(object.spec.templateDefaults.serviceAccountName)"
+            " || object.spec.templateDefaults.serviceAccountName in variables.allowedServiceAccounts)"
+            " && (!has(object.spec.templates) || object.spec.templates.all(t,"
+            " (!has(t.serviceAccountName) || t.serviceAccountName in variables.allowedServiceAccounts)"
+            " && (!has(t.executor) || !has(t.executor.serviceAccountName)"
+            " || t.executor.serviceAccountName in variables.allowedServiceAccounts))))",
+            f"{', '.join(sa_fields)} and templates[].serviceAccountName must name an allowed ServiceAccount",
+            "'spec.serviceAccountName (and executor, templateDefaults, templates[] ServiceAccounts) must be one of '"
+            " + variables.allowedServiceAccounts.join(', ')"
+            " + (variables.ours ? '' : ', set explicitly: the namespace default is not allowed')",
+        ),
+        _rule(
+            "!variables.create || !variables.inScope || !has(object.spec.podSpecPatch)"
+            " && (!has(object.spec.templateDefaults) || !has(object.spec.templateDefaults.podSpecPatch))"
+            " && (!has(object.spec.templates) || object.spec.templates.all(t, !has(t.podSpecPatch)))",
+            "podSpecPatch must not be set (spec, templateDefaults or templates[]): it can rewrite any pod",
+            "'spec.podSpecPatch, templateDefaults.podSpecPatch and templates[].podSpecPatch must not be set in '"
+            " + request.namespace + ': a patch can mount the registry Secret or make a pod privileged'",
+        ),
+        *[
+            _rule(
+                f"!variables.checked || !has(object.spec.{field})",
+                f"spec.{field} must not be set on a Workflow that references {ours}: it {why}",
+                f"'spec.{field} must not be set on a Workflow that references ' + variables.templateName"
+                f" + {_cel(': it ' + why)}",
+            )
+            for field, why in OVERRIDES.items()
+        ],
+        _rule(
+            "!variables.checked || variables.args.all(p, p.name in variables.knownParams)",
+            "spec.arguments.parameters has a parameter the template does not take",
+            "'spec.arguments.parameters ' + variables.args.filter(p, !(p.name in variables.knownParams))"
+            ".map(p, p.name).join(', ') + ' unknown: ' + variables.templateName + ' takes '"
+            " + variables.knownParams.join(', ')",
+        ),
+        _rule(
+            "!variables.checked || variables.knownParams.all(n, size(variables.args.filter(p, p.name == n)) <= 1)",
+            "spec.arguments.parameters names a parameter twice",
+            "'spec.arguments.parameters names ' + variables.knownParams.filter(n,"
+            " size(variables.args.filter(p, p.name == n)) > 1).join(', ') + ' more than once: give each once'",
+        ),
+        _rule(
+            "!variables.checked || variables.args.all(p, !has(p.valueFrom))",
+            "spec.arguments.parameters must give literal values, not valueFrom",
+            "'spec.arguments.parameters ' + variables.args.filter(p, has(p.valueFrom)).map(p, p.name).join(', ')"
+            " + ' use valueFrom: give literal values, so admission checks what the run uses'",
+        ),
+        _rule(
+            "!variables.checked || variables.args.all(p, !has(p.value) || !p.value.contains('{{'))",
+            "spec.arguments.parameters values must not contain '{{': Argo would substitute them",
+            "'spec.arguments.parameters ' + variables.args.filter(p, has(p.value) && p.value.contains('{{'))"
+            ".map(p, p.name).join(', ') + \" contain '{{': Argo would substitute them; give plain values\"",
+        ),
+        _rule(
+            "!variables.checked || variables.requiredParams.all(n, variables.args.exists(p, p.name == n"
+            " && has(p.value)))",
+            "spec.arguments.parameters is missing a required parameter",
+            "'spec.arguments.parameters must give ' + variables.requiredParams.filter(n,"
+            " !variables.args.exists(p, p.name == n && has(p.value))).join(', ') + ' for ' + variables.templateName",
+        ),
+        _rule(
+            "!variables.checked || variables.destination == ''"
+            f" || variables.destination.matches({_cel(REFERENCE_PATTERN)})",
+            "destination is not an image reference: use host[:port]/path[:tag][@sha256:digest]",
+            "'spec.arguments.parameters destination ' + variables.destination"
+            " + ' is not an image reference: use host[:port]/path[:tag][@sha256:digest]'",
+        ),
+        _rule(
+            "!variables.checked || variables.destination == ''"
+            f" || variables.allowedRegistries.exists(e, {_MATCHES_ENTRY})",
+            "destination is not in the policy's allowedRegistries",
+            "'spec.arguments.parameters destination ' + variables.destination"
+            " + ' is not allowed: allowedRegistries are '"
+            " + (size(variables.allowedRegistries) == 0 ? '(none)' : variables.allowedRegistries.join(', '))"
+            " + ' (host, or host/path on a / boundary)'",
+        ),
+        _rule(
+            "!variables.checked || variables.destination == '' || !variables.requireTag"
+            " || variables.lastComponent.contains(':') || variables.destination.contains('@')",
+            "destination needs a tag or digest: the policy (requireTag) forbids the implicit latest",
+            "'spec.arguments.parameters destination ' + variables.destination"
+            " + ' needs a tag or digest: the policy (requireTag) forbids the implicit latest'",
+        ),
+        _rule(
+            "!variables.checked || !variables.forbidLatest || !variables.lastComponent.endsWith(':latest')",
+            "destination must not use the tag latest (policy forbidLatest)",
+            "'spec.arguments.parameters destination ' + variables.destination"
+            " + ' uses the tag latest: the policy (forbidLatest) requires a versioned tag or a digest'",
+        ),
+        _rule(
+            "!variables.checked || !variables.isBuild || variables.mode in variables.allowedModes"
+            f" && (variables.allowSynthetic || variables.mode != {_cel(Mode.SYNTHETIC.value)})",
+            "mode is not allowed by the policy (allowedModes, allowSynthetic)",
+            "'spec.arguments.parameters mode ' + variables.mode + ' is not allowed: allowedModes are '"
+            " + variables.allowedModes.filter(m, variables.allowSynthetic || m != 'synthetic').join(', ')",
+        ),
+        _rule(
+            f"!variables.checked || variables.allowSynthetic || variables.strict in {_cel(_TRUE)}",
+            "strict must be true: the policy forbids synthetic results (allowSynthetic: false)",
+            "'spec.arguments.parameters strict is ' + variables.strict"
+            " + ': the policy forbids synthetic results (allowSynthetic: false), so pass strict=true'",
+        ),
+        _rule(
+            "!variables.inScope || size(variables.changed) == 0",
+            "spec fields the admission checks read cannot change after creation",
+            "'spec.' + variables.changed.join(', spec.') + ' cannot change after creation:"
+            " submit a new Workflow instead'",
+        ),
+    ]
+
+
+def policy() -> dict[str, Any]:
+    """The ValidatingAdmissionPolicy, as a plain dict."""
+    vap = k8s.V1ValidatingAdmissionPolicy(
+        api_version=_ADMISSION,
+        kind="ValidatingAdmissionPolicy",
+        metadata=k8s.V1ObjectMeta(name=POLICY_NAME, labels={"app.kubernetes.io/part-of": "imagegate"}),
+        spec=k8s.V1ValidatingAdmissionPolicySpec(
+            failure_policy="Fail",
+            param_kind=k8s.V1ParamKind(api_version="v1", kind="ConfigMap"),
+            match_constraints=k8s.V1MatchResources(
+                resource_rules=[
+                    k8s.V1NamedRuleWithOperations(
+                        api_groups=["argoproj.io"],
+                        api_versions=["v1alpha1"],
+                        operations=["CREATE", "UPDATE"],
+                        resources=["workflows"],
+                    )
+                ]
+            ),
+            variables=_variables(),
+            validations=_validations(),
+        ),
+    )
+    return vap.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def binding() -> dict[str, Any]:
+    """The binding: every namespace, params from the policy ConfigMap, deny when it is missing."""
+    b = k8s.V1ValidatingAdmissionPolicyBinding(
+        api_version=_ADMISSION,
+        kind="ValidatingAdmissionPolicyBinding",
+        metadata=k8s.V1ObjectMeta(name=BINDING_NAME, labels={"app.kubernetes.io/part-of": "imagegate"}),
+        spec=k8s.V1ValidatingAdmissionPolicyBindingSpec(
+            policy_name=POLICY_NAME,
+            param_ref=k8s.V1ParamRef(
+                name=Policy.CONFIGMAP_NAME, namespace=NAMESPACE, parameter_not_found_action="Deny"
+            ),
+            validation_actions=["Deny", "Audit"],
+        ),
+    )
+    return b.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def manifests() -> list[dict[str, Any]]:
+    """The policy and its binding, for `imagegate render`."""
+    return [policy(), binding()]
