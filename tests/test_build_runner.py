@@ -117,7 +117,6 @@ def test_tar_context_is_unpacked_and_built(tmp_path, buildah_store, base_image):
 MUST_FAIL = {
     "copy-of-a-missing-file": (f"FROM {BASE_IMAGE}\nCOPY missing.txt /missing.txt\n", "missing.txt"),
     "dockerfile-syntax-error": (f"FROM {BASE_IMAGE}\nCOPPY hello.txt /hello.txt\n", "Unknown instruction"),
-    "run-exits-non-zero": (f"FROM {BASE_IMAGE}\nRUN false\n", 'building at STEP "RUN false"'),
 }
 
 
@@ -135,6 +134,16 @@ def test_broken_build_fails_with_buildahs_code_no_archive_and_a_build_error(
     verdict = classify(tmp_path, (tmp_path / "ws" / "build.log").read_text(), out["exit-code"])
     assert verdict["class"] == FailureClass.BUILD_ERROR
     assert verdict["fallback_allowed"] is False
+
+
+def test_run_step_exiting_non_zero_fails_with_that_code_and_never_falls_back(tmp_path, buildah_store, base_image):
+    proc, out = build(tmp_path, buildah_store.args(), dockerfile=f"FROM {BASE_IMAGE}\nRUN exit 3\n")
+
+    assert proc.returncode == int(out["exit-code"]) != 0
+    assert out["archive"] == ""
+    assert 'building at STEP "RUN exit 3"' in out["log-tail"]
+    verdict = classify(tmp_path, (tmp_path / "ws" / "build.log").read_text(), out["exit-code"])
+    assert verdict["fallback_allowed"] is False and verdict["class"] != FailureClass.SUCCEEDED
 
 
 def test_bad_request_still_writes_every_output_and_exits_2(tmp_path):
