@@ -46,6 +46,55 @@ def _render(args: argparse.Namespace) -> int:
     return status_codes.SUCCESS if report.ok else status_codes.FAILED
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the gated build on this machine (--local): real buildah, skopeo, registry")
+    p.add_argument("--local", action="store_true", help="run here, driven by the same evaluation as plan (required)")
+    p.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a workflow parameter, repeated")
+    gate = p.add_mutually_exclusive_group()
+    gate.add_argument("--approve", action="store_true", help="approve at the gate (needs --approver)")
+    gate.add_argument("--reject", action="store_true", help="reject at the gate: nothing is built or pushed")
+    p.add_argument("--approver", help="who approves or rejects (recorded in the result)")
+    p.add_argument("--reason", default="", help="why, recorded with the decision")
+    p.add_argument("--template", help="rendered template YAML (default: manifests/image-build.yaml)")
+    p.add_argument("--policy", help="policy ConfigMap as a directory, one file per key (default: local defaults)")
+    p.add_argument("--work-dir", help="where run directories go (default: $XDG_CACHE_HOME/imagegate/runs)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json prints only the final result")
+    p.set_defaults(func=_run_local)
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    import getpass
+    from pathlib import Path
+
+    from steps.contract import Decision
+    from workflows import local, local_progress
+
+    if not args.local:
+        raise RequestError("imagegate run needs --local", hint="imagegate run --local CONTEXT builds here")
+    if args.approve and not args.approver:
+        raise RequestError("--approve needs --approver NAME", hint="say who approves: --approver \"$USER\"")
+    approval = None
+    if args.approve or args.reject:
+        decision = Decision.APPROVE if args.approve else Decision.REJECT
+        approver = args.approver or (None if args.approve else getpass.getuser())  # who typed --reject
+        approval = local_progress.ApprovalInput(decision=decision, approver=approver, reason=args.reason)
+    prompt = local_progress.terminal_prompt(sys.stdin, sys.stderr) if sys.stdin.isatty() else None
+    display = local_progress.Display() if args.format == "json" else local_progress.display_for(sys.stderr)
+    outcome = local.run(
+        Path(args.context),
+        parse_params(args.param),
+        approval=approval,
+        template=Path(args.template) if args.template else local.DEFAULT_TEMPLATE,
+        policy_dir=Path(args.policy) if args.policy else None,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        display=display,
+        prompt=prompt,
+    )
+    print(outcome.result.to_json() if args.format == "json" else local.summary(outcome))
+    return status_codes.for_status(outcome.result.status)
+
+
 def _add_registry(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("registry", help="the embedded loopback registry that `run --local` pushes to")
     cmds = p.add_subparsers(dest="registry_command", required=True, metavar="SUBCOMMAND")
@@ -70,6 +119,7 @@ def _registry_serve(args: argparse.Namespace) -> int:
 # Every command registers itself here, in the order `imagegate --help` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_render,
+    _add_run,
     _add_registry,
 ]
 
