@@ -13,7 +13,8 @@ Fixtures:
     builder_user       session: unprivileged user with subuid/subgid        -> BuilderUser
 
 Helpers:
-    start_registry(workdir, *, htpasswd=None, tls=False) -> Registry  (call .stop(); kill() for crash tests)
+    start_registry(workdir, *, htpasswd=None, tls=False, broken_storage=False) -> Registry
+                                              (call .stop(); .kill() for crash tests; broken_storage: 500s)
     run_step(module, *args, env=None, user=None) -> subprocess.CompletedProcess[str]
     write_context(dir, dockerfile, files) -> Path
     docker_auth_file(path, host, username, password) -> Path
@@ -168,22 +169,29 @@ def _self_signed(workdir: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def start_registry(workdir: Path, *, htpasswd: tuple[str, str] | None = None, tls: bool = False) -> Registry:
+def start_registry(
+    workdir: Path, *, htpasswd: tuple[str, str] | None = None, tls: bool = False, broken_storage: bool = False
+) -> Registry:
     """Start docker-registry on a free 127.0.0.1 port with its own config; returns once /v2/ answers.
 
     Args:
         workdir: a fresh directory for config, storage, log (and htpasswd, certificate).
         htpasswd: (username, password) turns on htpasswd auth with a bcrypt entry.
         tls: serve HTTPS with a self-signed certificate for 127.0.0.1 (Registry.ca is it).
+        broken_storage: the storage root is a regular file, so /v2/ answers but every repository
+            operation fails with a real 500 Internal Server Error.
     """
     require_tools("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     host = f"127.0.0.1:{free_port()}"
+    storage = workdir / "storage"
+    if broken_storage:
+        storage.write_text("not a directory\n")
     http: dict[str, object] = {"addr": host}
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info"},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}, "delete": {"enabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
         "http": http,
     }
     username = password = None
@@ -207,7 +215,7 @@ def start_registry(workdir: Path, *, htpasswd: tuple[str, str] | None = None, tl
             ["docker-registry", "serve", str(workdir / "config.yml")],
             stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=env,
         )
-    reg = Registry(host=host, scheme="https" if tls else "http", storage=workdir / "storage", log=log,
+    reg = Registry(host=host, scheme="https" if tls else "http", storage=storage, log=log,
                    process=process, username=username, password=password, ca=ca)
     deadline = time.monotonic() + _READY_TIMEOUT
     while not reg.answers():

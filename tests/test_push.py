@@ -138,6 +138,19 @@ def test_push_to_a_closed_port_retries_then_fails_as_registry_unreachable(tmp_pa
     assert (tmp_path / "push.log").read_text().count("retrying in") == 2
 
 
+def test_registry_answering_500_is_retried_then_fails_as_registry_unreachable(tmp_path, archive):
+    broken = start_registry(tmp_path / "broken", broken_storage=True)
+    try:
+        proc, out = push(tmp_path, archive, broken.ref("team/app"), "--insecure", "--attempts", "2",
+                         "--backoff", "0.05")
+    finally:
+        broken.stop()
+
+    assert "500 (Internal Server Error)" in (tmp_path / "push.log").read_text()
+    assert_failed_with(proc, out, FailureClass.REGISTRY_UNREACHABLE)
+    assert attempts_in(tmp_path) == 2
+
+
 def test_push_to_a_tls_registry_with_an_untrusted_certificate_fails_as_config_error(tmp_path, archive, tls_registry):
     proc, out = push(tmp_path, archive, tls_registry.ref("team/app"), "--attempts", "3", "--backoff", "0.05")
 
