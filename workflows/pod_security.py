@@ -4,7 +4,11 @@ The checker applies the `baseline` and `restricted` rules of the Kubernetes Pod 
 Standards (https://kubernetes.io/docs/concepts/security/pod-security-standards/, the
 rules as of v1.30, when `appArmorProfile` became a field) to one pod: a rendered Argo
 template's pod-level fields plus its containers. It returns findings, never raises, so
-tests and lint can both say exactly which field breaks which rule.
+tests and lint can both say exactly which field breaks which rule. `template_pods` turns
+a rendered WorkflowTemplate into the pods Argo would create from it (template defaults,
+workflow-level security context, pod metadata and volumes applied), one per template
+that runs a pod. Argo's own init and wait containers are not in the manifest: their
+security context is the controller's `executor` setting (docs/security.md).
 
 `BUILDER_LEVELS` is the one place that says how much each build mode needs; the
 namespace labels (`workflows.rbac`) are derived from it and a test checks it against the
@@ -26,9 +30,12 @@ __all__ = [
     "BUILDER_LEVELS",
     "Finding",
     "Level",
+    "PodView",
     "check_pod",
+    "check_view",
     "level_of",
     "required_level",
+    "template_pods",
 ]
 
 
@@ -48,8 +55,8 @@ _ORDER = (Level.PRIVILEGED, Level.BASELINE, Level.RESTRICTED)
 #   all of them are in baseline's allowed set, so baseline, never restricted.
 # - buildkit rootless needs seccomp and AppArmor Unconfined (rootlesskit mounts and creates
 #   user namespaces); baseline forbids both profiles, so only privileged admits it.
-# - runner (buildah, chroot isolation) mounts /proc and /sys for each RUN step, which needs
-#   CAP_SYS_ADMIN, outside baseline's set.
+# - runner is rootless buildah: it creates a user namespace and mounts inside it, so it takes
+#   BuildKit's profile (seccomp and AppArmor Unconfined), which only privileged admits.
 # - synthetic builds nothing: only the steps pods run, and they are restricted.
 # - auto may resolve to any real builder on the node, so it needs the weakest of them.
 _REAL_BUILDERS = {Mode.KANIKO: Level.BASELINE, Mode.BUILDKIT: Level.PRIVILEGED, Mode.RUNNER: Level.PRIVILEGED}
@@ -269,3 +276,86 @@ def _check_container(path: str, c: Mapping[str, Any], psc: Mapping[str, Any], ou
                 message="must be true: write to emptyDir volumes instead",
             )
         )
+
+
+class PodView(BaseModel):
+    """The pod Argo creates for one template, as far as the manifest decides it."""
+
+    template: str
+    pod: dict[str, Any]
+    containers: list[tuple[str, dict[str, Any]]]
+    annotations: dict[str, str]
+    pod_spec_patch: str | None = None
+
+
+def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Template fields over templateDefaults: mappings merge, anything else the template wins."""
+    out = dict(defaults)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_TEMPLATE_TYPES = frozenset(
+    {"container", "script", "containerSet", "dag", "steps", "suspend", "resource", "http", "plugin", "data"}
+)
+
+
+def template_pods(manifest: Mapping[str, Any]) -> list[PodView]:
+    """The pods of a rendered Workflow or WorkflowTemplate, one per pod-running template.
+
+    Argo builds each pod from the template strategic-merged over `spec.templateDefaults`,
+    then resets the template's type, so a default `container` only reaches container
+    templates (docs/template-defaults.md; operator.go `mergedTemplateDefaultsInto`). The
+    template's `securityContext` replaces the workflow's (workflow/controller/workflowpod.go).
+    Suspend, DAG, steps and resource templates run no pod of ours and are skipped.
+    """
+    spec: Mapping[str, Any] = manifest.get("spec") or {}
+    defaults = spec.get("templateDefaults") or {}
+    pod_annotations = (spec.get("podMetadata") or {}).get("annotations") or {}
+    views = []
+    for raw in spec.get("templates") or []:
+        # A default for one template type (container, script, ...) applies to templates of that type only.
+        typed_defaults = {k: v for k, v in defaults.items() if k not in _TEMPLATE_TYPES or k in raw}
+        tmpl = _merge(typed_defaults, raw)
+        containers: list[tuple[str, dict[str, Any]]] = []
+        for key in ("container", "script"):
+            if key in tmpl:
+                containers.append((key, tmpl[key]))
+        for i, c in enumerate((tmpl.get("containerSet") or {}).get("containers") or []):
+            containers.append((f"containerSet.containers[{i}]", c))
+        if not containers:
+            continue
+        for key in ("initContainers", "sidecars"):
+            containers += [(f"{key}[{i}]", c) for i, c in enumerate(tmpl.get(key) or [])]
+        pod = {
+            "securityContext": tmpl.get("securityContext", spec.get("securityContext")) or {},
+            "volumes": [*(spec.get("volumes") or []), *(tmpl.get("volumes") or [])],
+            "hostNetwork": spec.get("hostNetwork", False),
+            "automountServiceAccountToken": tmpl.get(
+                "automountServiceAccountToken", spec.get("automountServiceAccountToken")
+            ),
+        }
+        views.append(
+            PodView(
+                template=raw["name"],
+                pod=pod,
+                containers=containers,
+                annotations={**pod_annotations, **((tmpl.get("metadata") or {}).get("annotations") or {})},
+                pod_spec_patch=tmpl.get("podSpecPatch", spec.get("podSpecPatch")),
+            )
+        )
+    return views
+
+
+def check_view(view: PodView) -> list[Finding]:
+    """`check_pod` for a `PodView`; a podSpecPatch cannot be checked, so it counts as privileged."""
+    findings = check_pod(view.pod, view.containers, view.annotations)
+    if view.pod_spec_patch:
+        _add(
+            findings, Level.BASELINE, "pod-spec-patch", "podSpecPatch", "a podSpecPatch can change anything: remove it"
+        )
+    return findings
