@@ -18,6 +18,7 @@ schema in ../shared/argo/api/jsonschema/schema.json, so the shapes are Argo's, n
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import gzip
@@ -26,7 +27,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,22 @@ def _validator(definition: str) -> jsonschema.Draft202012Validator:
 def schema_errors(obj: Any, definition: str = WF + "Workflow") -> list[str]:
     """Where `obj` breaks the official Argo schema definition (empty when it conforms)."""
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(definition).iter_errors(obj)]
+
+
+@contextlib.contextmanager
+def started(tmp_path: Path, namespace: str = "imagegate") -> Iterator[FakeCluster]:
+    """A running fake with users alice and bob (all verbs) and viewer (read only), and a kubeconfig
+    at `tmp_path/kubeconfig` with one context per user."""
+    fake = FakeCluster()
+    fake.add_user("alice")
+    fake.add_user("bob")
+    fake.add_user("viewer", {("workflows", "get"), ("workflows", "list"), ("workflows", "watch")})
+    fake.kubeconfig(tmp_path / "kubeconfig", namespace)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
 
 
 def _now() -> str:

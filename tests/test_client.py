@@ -8,7 +8,7 @@ moves each run along; nothing here is a real Argo.
 import json
 
 import pytest
-from fake_cluster import DISCONNECT, FakeCluster, schema_errors
+from fake_cluster import DISCONNECT, schema_errors, started
 
 from steps.contract import BuildRequest, BuildResult, Classification, Decision, FailureClass, PushSkippedReason, Status
 from workflows import names
@@ -33,19 +33,12 @@ FAILED = BuildResult(
     push_skipped_reason=PushSkippedReason.FAILED,
     classification=Classification(class_=FailureClass.BUILD_ERROR, fallback_allowed=False, signature="exit-code"),
 )
-READ_ONLY = {("workflows", "get"), ("workflows", "list"), ("workflows", "watch")}
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    fake = FakeCluster()
-    fake.add_user("alice")
-    fake.add_user("bob")
-    fake.add_user("viewer", READ_ONLY)
-    fake.kubeconfig(tmp_path / "kubeconfig", NS)
-    fake.start()
-    yield fake
-    fake.stop()
+    with started(tmp_path) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ Anything else keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from workflows import status_codes
 from workflows.errors import ImagegateError, RequestError
@@ -116,11 +118,200 @@ def _registry_serve(args: argparse.Namespace) -> int:
     return registry.serve(port=args.port, data_dir=data_dir, on_ready=ready)
 
 
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """kubectl/argo connection and output flags, shared by the cluster commands."""
+    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, then imagegate)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    p.add_argument("--argo-server", help="Argo Server URL; approvals go through it (default: $ARGO_SERVER)")
+    p.add_argument("--argo-ui-url", help="Argo UI base URL, for links (default: $ARGO_UI_URL)")
+    p.add_argument("-o", "--output", choices=("json", "yaml", "wide"), help="output format")
+
+
+def _add_submit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="submit an image-build run, as argo submit --from workflowtemplate/image-build")
+    p.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE", help="request parameter (repeatable)")
+    p.add_argument("-l", "--labels", help="comma-separated NAME=VALUE labels for the Workflow")
+    p.add_argument("--request-id", help="idempotency key, e.g. the CI job id (default: derived from the request)")
+    p.add_argument("--submitter", help="who asks, when submitting on someone's behalf (default: your identity)")
+    p.add_argument("--dry-run", action="store_true", help="print the Workflow, create nothing, read no cluster")
+    p.add_argument("--wait", action="store_true", help="then wait as `imagegate wait` does, and exit like it")
+    p.add_argument("--timeout", default="24h", help="with --wait: how long to wait (Argo duration, default 24h)")
+    _add_cluster_flags(p)
+    p.set_defaults(func=_submit)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from steps.contract import BuildRequest, Policy, describe_errors
+    from workflows.client import default_mode
+
+    params = parse_params(args.parameter)
+    labels = parse_params(args.labels.split(",") if args.labels else None)
+    with _client(args) as client:
+        if "mode" not in params:
+            params["mode"] = default_mode(Policy() if args.dry_run else client.policy()).value
+        try:
+            request = BuildRequest.from_parameters(params)
+        except ValidationError as exc:
+            raise RequestError("; ".join(describe_errors(exc)), hint="fix the -p parameters named above") from None
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        if args.dry_run:
+            wf = client.workflow(request, labels=labels, request_id=args.request_id, submitter=args.submitter)
+            _print(wf, args.output or "yaml", "")
+            return status_codes.SUCCESS
+        name = client.submit(request, labels=labels, request_id=args.request_id, submitter=args.submitter)
+        if not args.wait:
+            _print(client.status(name), args.output, name)
+            return status_codes.SUCCESS
+        print(name, file=sys.stderr)
+        return _wait_and_report(client, name, args)
+
+
+def _add_decide(sub: argparse._SubParsersAction, command: str) -> None:
+    p = sub.add_parser(command, help=f"{command} a run waiting at its approval gate (like the Argo UI's resume)")
+    p.add_argument("name", help="the Workflow's name")
+    p.add_argument("--reason", default="", help="why; recorded in the result's approval block")
+    p.add_argument("--approver", help="who decides (default: your identity from the cluster)")
+    _add_cluster_flags(p)
+    p.set_defaults(func=_decide, decision=command)
+
+
+def _add_approve(sub: argparse._SubParsersAction) -> None:
+    _add_decide(sub, "approve")
+
+
+def _add_reject(sub: argparse._SubParsersAction) -> None:
+    _add_decide(sub, "reject")
+
+
+def _decide(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        decide = client.approve if args.decision == "approve" else client.reject
+        approval = decide(args.name, approver=args.approver, reason=args.reason)
+    _print(approval, args.output, f"{args.name}: {approval.decision.value} by {approval.approver}")
+    return status_codes.SUCCESS
+
+
+def _add_wait(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("wait", help="follow a run (a live task tree) and exit with its outcome's status")
+    p.add_argument("name", help="the Workflow's name")
+    p.add_argument("--timeout", default="24h", help="how long to wait (Argo duration, default 24h)")
+    _add_cluster_flags(p)
+    p.set_defaults(func=_wait)
+
+
+def _wait(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _wait_and_report(client, args.name, args)
+
+
+def _wait_and_report(client: Any, name: str, args: argparse.Namespace) -> int:
+    from steps.contract import parse_duration
+
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise RequestError(f"--timeout: {exc}") from None
+    result = client.wait(name, timeout=timeout, on_progress=_LiveTree(sys.stderr))
+    approval = f"({result.approval.decision.value} by {result.approval.approver})" if result.approval else None
+    summary = " ".join(filter(None, [result.status.value, result.image, result.digest, approval]))
+    _print(result, args.output, summary)
+    return status_codes.for_status(result.status)
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="a run's tasks, approval and result")
+    p.add_argument("name", help="the Workflow's name")
+    _add_cluster_flags(p)
+    p.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        run = client.status(args.name)
+    _print(run, args.output, run.tree())
+    return status_codes.SUCCESS
+
+
+def _add_approvals(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("approvals", help="runs waiting for an approval in the namespace")
+    _add_cluster_flags(p)
+    p.set_defaults(func=_approvals)
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        pending = client.pending_approvals()
+    columns = ["name", "submitter", "destination", "waiting_since"] + (["ui_url"] if args.output == "wide" else [])
+    rows = [[c.upper() for c in columns]] + [[str(getattr(p, c) or "-") for c in columns] for p in pending]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    _print(pending, args.output, table)
+    return status_codes.SUCCESS
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from workflows.client import Client, ClusterConfig
+
+    return Client(
+        ClusterConfig.from_env(
+            kubeconfig=args.kubeconfig,
+            context=args.context,
+            namespace=args.namespace,
+            argo_server=args.argo_server,
+            ui_url=args.argo_ui_url,
+        )
+    )
+
+
+def _print(value: Any, output: str | None, text: str) -> None:
+    """`-o json|yaml` prints the model (or list of models) as data; anything else prints `text`."""
+    if output not in ("json", "yaml"):
+        print(text)
+        return
+    items = value if isinstance(value, list) else [value]
+    data = [v.model_dump(mode="json", by_alias=True) if hasattr(v, "model_dump") else v for v in items]
+    data = data if isinstance(value, list) else data[0]
+    if output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+
+
+class _LiveTree:
+    """Draws a run's task tree on each change: redrawn in place on a terminal, appended in CI logs."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.last = ""
+
+    def __call__(self, run: Any) -> None:
+        text = run.tree()
+        if text == self.last:
+            return
+        if self.last and self.stream.isatty():
+            self.stream.write(f"\x1b[{self.last.count(chr(10)) + 1}F\x1b[J")  # cursor up, clear below
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last = text
+
+
 # Every command registers itself here, in the order `imagegate --help` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_render,
     _add_run,
     _add_registry,
+    _add_submit,
+    _add_approve,
+    _add_reject,
+    _add_wait,
+    _add_status,
+    _add_approvals,
 ]
 
 
