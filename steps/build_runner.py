@@ -50,7 +50,14 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from steps._io import add_common_args, parse_param_pairs, write_outputs
-from steps.contract import ARCHIVE_PATH, BUILD_LOG_PATH, WORKSPACE_DIR, BuildRequest, describe_errors
+from steps.contract import (
+    ARCHIVE_PATH,
+    BUILD_LOG_PATH,
+    WORKSPACE_DIR,
+    BuildRequest,
+    describe_errors,
+    parse_reference,
+)
 from steps.errors import InputError
 
 __all__ = ["Storage", "build", "main"]
@@ -119,7 +126,7 @@ def build(request: BuildRequest, workspace: Path, archive: Path, log: Path, stor
                 sink.write(f"Error: dockerfile {request.dockerfile!r} not found in the context {context}\n".encode())
                 sink.flush()
                 return Outcome(exit_code=USAGE_EXIT, log_tail=_tail(log))
-        tag = request.destination
+        tag = _local_tag(request.destination)
         code = _run([buildah, *storage.global_args(), *bud_args(request, context, Path(dockerfile), tag)], sink)
         if code != 0:
             return Outcome(exit_code=code, log_tail=_tail(log))
@@ -133,6 +140,12 @@ def build(request: BuildRequest, workspace: Path, archive: Path, log: Path, stor
     if code != 0:
         return Outcome(exit_code=code, log_tail=_tail(log))
     return Outcome(exit_code=0, log_tail=_tail(log), archive=str(archive), digest=digest)
+
+
+def _local_tag(destination: str) -> str:
+    """The name the image gets in local storage: the destination without a digest (buildah -t takes none)."""
+    ref = parse_reference(destination)
+    return f"{ref['host']}/{ref['path']}:{ref['tag'] or 'latest'}"
 
 
 def _run(argv: list[str], sink) -> int:

@@ -32,8 +32,8 @@ Writes into --out (names from steps.contract.STEPS["push"]):
     classification  the Classification of the failure (empty on success).
 
 A push succeeds only when skopeo exited 0, wrote a digest, and the manifest the registry
-serves for the destination hashes to that same digest. Exit 0 on success, 1 on a failed
-push, 2 on bad input.
+serves for the destination hashes to that same digest (so the credentials must allow pulling
+the destination, too). Exit 0 on success, 1 on a failed push, 2 on bad input.
 """
 
 from __future__ import annotations
