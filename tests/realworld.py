@@ -15,7 +15,9 @@ Fixtures:
 Helpers:
     start_registry(workdir, *, htpasswd=None, tls=False, broken_storage=False) -> Registry
                                               (call .stop(); .kill() for crash tests; broken_storage: 500s)
-    run_step(module, *args, env=None, user=None) -> subprocess.CompletedProcess[str]
+    make_base_image(store, workdir, name=BASE_IMAGE, user=None) -> str   busybox FROM scratch into any store
+    run_step(module, *args, env=None, user=None, prefix=None) -> subprocess.CompletedProcess[str]
+                                              (prefix: e.g. faults.fault_command([], ...) to run under a fault)
     write_context(dir, dockerfile, files) -> Path
     docker_auth_file(path, host, username, password) -> Path
     require_root(), require_tools(*names)     skip with a stated reason
@@ -58,6 +60,7 @@ __all__ = [
     "buildah_store",
     "builder_user",
     "docker_auth_file",
+    "make_base_image",
     "registry",
     "require_root",
     "require_tools",
