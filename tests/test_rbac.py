@@ -68,6 +68,17 @@ def test_executor_token_secret_is_discoverable_by_argo():
 def test_approver_can_set_and_resume_the_gate_and_nothing_else():
     assert _rules(rbac.APPROVER_ROLE) == {
         ("argoproj.io", "workflows", verb) for verb in ("get", "list", "watch", "update", "patch")
+    } | {("", "configmaps", "get")}
+
+
+@pytest.mark.parametrize("role", [rbac.APPROVER_ROLE, rbac.SUBMITTER_ROLE])
+def test_people_read_the_policy_configmap_by_name_only(role):
+    (rule,) = [r for r in _by("Role", role)["rules"] if r["resources"] == ["configmaps"]]
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [Policy.CONFIGMAP_NAME],
+        "verbs": ["get"],
     }
 
 
@@ -76,7 +87,7 @@ def test_submitter_cannot_resume_its_own_gate():
     assert ("argoproj.io", "workflows", "create") in rules
     assert ("argoproj.io", "workflowtemplates", "get") in rules
     assert not {verb for _, resource, verb in rules if resource == "workflows"} & {"update", "patch", "delete"}
-    assert not {resource for _, resource, _ in rules} - {"workflows", "workflowtemplates"}
+    assert not {resource for _, resource, _ in rules} - {"workflows", "workflowtemplates", "configmaps"}
 
 
 def test_no_role_grants_wildcards_secrets_or_pods():

@@ -19,6 +19,8 @@ shared/research/argo.md sections 2 and 4):
 - Role `imagegate-submitter`: create/get/list/watch workflows, get/list workflowtemplates,
   which `argo submit --from workflowtemplate/image-build --watch` needs. No update or
   patch, so a submitter cannot resume their own gate.
+- Both may `get` the policy ConfigMap, by name: the imagegate client reads it (the default
+  mode on submit, `allowSelfApproval` on approve).
 
 The approver and submitter Roles are bound to groups (`APPROVERS_GROUP`,
 `SUBMITTERS_GROUP`); map your identity provider's groups onto them, or patch the subjects.
@@ -99,6 +101,14 @@ def _workflows(*verbs: str) -> k8s.V1PolicyRule:
     return k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflows"], verbs=list(verbs))
 
 
+def _read_policy() -> k8s.V1PolicyRule:
+    # The imagegate client reads the policy ConfigMap (default mode on submit, allowSelfApproval
+    # on approve); by name only, so no other ConfigMap in the namespace is readable.
+    return k8s.V1PolicyRule(
+        api_groups=[""], resources=["configmaps"], resource_names=[Policy.CONFIGMAP_NAME], verbs=["get"]
+    )
+
+
 def manifests(policy: Policy | None = None) -> list[dict[str, Any]]:
     """The Namespace, ServiceAccount, token Secret, Roles and RoleBindings, as plain dicts.
 
@@ -134,13 +144,14 @@ def manifests(policy: Policy | None = None) -> list[dict[str, Any]]:
         _binding(
             EXECUTOR_ROLE, k8s.RbacV1Subject(kind="ServiceAccount", name=names.SERVICE_ACCOUNT, namespace=NAMESPACE)
         ),
-        _role(APPROVER_ROLE, [_workflows("get", "list", "watch", "update", "patch")]),
+        _role(APPROVER_ROLE, [_workflows("get", "list", "watch", "update", "patch"), _read_policy()]),
         _binding(APPROVER_ROLE, _group(APPROVERS_GROUP)),
         _role(
             SUBMITTER_ROLE,
             [
                 _workflows("create", "get", "list", "watch"),
                 k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflowtemplates"], verbs=["get", "list"]),
+                _read_policy(),
             ],
         ),
         _binding(SUBMITTER_ROLE, _group(SUBMITTERS_GROUP)),
