@@ -209,6 +209,7 @@ def test_wait_draws_the_tree_with_the_pending_approval_and_the_ui_link(cluster, 
 
 def test_submit_wait_runs_the_whole_flow(cluster, capsys, tmp_path):
     bob = Client(ClusterConfig(kubeconfig=str(tmp_path / "kubeconfig"), context="bob"))
+
     def gate():
         ((_, created),) = cluster.workflows
         cluster.controller.reach_approval(NS, created)
