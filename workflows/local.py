@@ -33,6 +33,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,14 +42,17 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from steps.contract import OUTPUT_DIR, WORKSPACE_DIR, BuildResult, Mode, Policy, parse_duration, parse_reference
-from workflows import expressions, names
-from workflows.errors import ExpressionError, LocalRunError, RequestError, TemplateError
+from workflows import names
+from workflows.errors import LocalRunError, RequestError, TemplateError
 from workflows.local_progress import ApprovalInput, Display, NodeStatus, Prompt, State
+
+if TYPE_CHECKING:
+    from workflows.registry import RegistryInfo
 
 __all__ = ["DEFAULT_TEMPLATE", "LocalRun", "run", "summary"]
 
@@ -66,7 +70,7 @@ _PASSTHROUGH_ENV = (
 _STORAGE_ENV = ("STORAGE_DRIVER", "IMAGEGATE_STORAGE_ROOT", "IMAGEGATE_STORAGE_RUNROOT")
 _STEPS_MODULE = re.compile(r"^steps\.[a-z_]+$")
 # Filled in by the controller when it creates the pod; the evaluator leaves them for us.
-_POD_TAGS = ("pod.name", "node.name")
+_POD_TAGS = re.compile(r"\{\{\s*(?:pod|node)\.name\s*\}\}")
 
 
 class LocalRun(BaseModel):
@@ -137,14 +141,13 @@ def run(
         if "destination" not in params:
             embedded = stack.enter_context(registry.EmbeddedRegistry.start())
             params["destination"] = f"{embedded.host}/{_repository(context)}:{LOCAL_TAG}"
-            display.note(f"registry: {embedded.url} (data in {embedded.info.data_dir})")
         runner = _Runner(
             doc, params, context=context, approval=approval, prompt=prompt, display=display,
             work_dir=work_dir or registry.cache_dir() / "runs", policy_dir=policy_dir,
             loopback=embedded.host if embedded else None,
         )  # fmt: skip
         stack.callback(runner.cleanup)
-        return runner.run(registry_host=embedded.host if embedded else None)
+        return runner.run(embedded.info if embedded else None)
 
 
 def summary(outcome: LocalRun) -> str:
@@ -236,9 +239,11 @@ class _Runner:
         """The workflow parameters with defaults applied."""
         return self.evaluator.parameters
 
-    def run(self, registry_host: str | None) -> LocalRun:
+    def run(self, embedded: RegistryInfo | None) -> LocalRun:
         """Evaluate the workflow, running each leaf here; the run with its result."""
         self.display.begin(self.name, self.dir)
+        if embedded:
+            self.display.note(f"pushing to the embedded registry {embedded.url} (data in {embedded.data_dir})")
         self._prepare_workspace()
         plan = self.evaluator.run(self._execute)
         self._show_decided()
@@ -251,7 +256,7 @@ class _Runner:
         except ValidationError as exc:
             raise LocalRunError(f"the workflow's result is not a BuildResult: {exc.errors()[0]['msg']}") from None
         return LocalRun(
-            workflow=self.name, phase=plan.phase.value, run_dir=self.dir, registry=registry_host,
+            workflow=self.name, phase=plan.phase.value, run_dir=self.dir, registry=embedded.host if embedded else None,
             nodes=list(self.nodes.values()), result=result,
         )  # fmt: skip
 
@@ -265,7 +270,7 @@ class _Runner:
             name=call.name, template=call.template_name, state=State.RUNNING, exit_handler=call.exit_handler,
             started_at=_now(),
         )  # fmt: skip
-        template = _fill_pod_tags(call.template, {tag: call.name for tag in _POD_TAGS})
+        template = _fill_pod_tags(call.template, call.name)
         if call.kind == "suspend":
             outputs, message = self._suspend(node, template)
             phase = Phase.SUCCEEDED
@@ -319,7 +324,8 @@ class _Runner:
 
         container = template.get("container") or {}
         argv = [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
-        at = next((i + 1 for i, a in enumerate(argv[:-1]) if a == "-m" and _STEPS_MODULE.match(argv[i + 1])), None)
+        # `<python> -m steps.NAME`: the index of the interpreter, which is the image's and is replaced.
+        at = next((i - 1 for i, a in enumerate(argv[1:-1], 1) if a == "-m" and _STEPS_MODULE.match(argv[i + 1])), None)
         if at is None:
             raise LocalRunError(
                 f"{node.name} runs {container.get('image', '?')} ({' '.join(argv[:2]) or 'its entrypoint'}), "
@@ -339,10 +345,11 @@ class _Runner:
         node_dir.mkdir(parents=True, exist_ok=True)
         node.log = node_dir / "log"
         self.display.update(node)
-        cmd = [sys.executable, "-m", argv[at], *(paths.map(a) for a in argv[at + 1 :])]
+        # The command runs as declared (a shell wrapper included); only the image's python is this one.
+        cmd = [sys.executable if i == at else paths.map(a) for i, a in enumerate(argv)]
         deadline = template.get("activeDeadlineSeconds")
         with node.log.open("wb") as log:
-            log.write(("+ " + " ".join(cmd) + "\n").encode())
+            log.write(("+ " + shlex.join(cmd) + "\n").encode())
             log.flush()
             try:
                 code = subprocess.run(
@@ -541,17 +548,14 @@ class _PathMap:
         return value
 
 
-def _fill_pod_tags(value: Any, scope: Mapping[str, str]) -> Any:
-    """Fill the pod-creation tags (`{{pod.name}}`) the evaluator leaves in a leaf template."""
+def _fill_pod_tags(value: Any, name: str) -> Any:
+    """Fill `{{pod.name}}` and `{{node.name}}`, which the controller sets when it creates the pod."""
     if isinstance(value, str):
-        try:
-            return expressions.substitute(value, scope, allow_unresolved=True)
-        except ExpressionError as exc:
-            raise TemplateError(str(exc), hint=exc.hint) from None
+        return _POD_TAGS.sub(name, value)
     if isinstance(value, list):
-        return [_fill_pod_tags(v, scope) for v in value]
+        return [_fill_pod_tags(v, name) for v in value]
     if isinstance(value, dict):
-        return {k: _fill_pod_tags(v, scope) for k, v in value.items()}
+        return {k: _fill_pod_tags(v, name) for k, v in value.items()}
     return value
 
 

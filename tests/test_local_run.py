@@ -1,0 +1,255 @@
+"""`imagegate run --local` end to end, for real: the rendered template, real steps, buildah, skopeo, registry.
+
+Every run here reads the committed `manifests/image-build.yaml` (what the cluster receives)
+and builds `examples/hello`. Root runs use the embedded registry, which the test then serves
+again from the same data dir to ask for the manifest; unprivileged runs go through
+tests/faults.py, which makes unshare/clone(CLONE_NEWUSER) fail (seccomp) or leaves no user
+namespaces (max_user_namespaces=0), as a locked-down node would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from faults import fault_command
+from realworld import ROOT, BuilderUser, Registry, builder_user, registry, require_root, require_tools
+
+from steps.contract import Builder, BuildResult, Decision, FailureClass, Policy, PushSkippedReason, Status
+from workflows import local, status_codes
+from workflows.cli import main
+from workflows.errors import LocalRunError, RequestError
+from workflows.local_progress import ApprovalInput, State, terminal_prompt
+from workflows.registry import EmbeddedRegistry
+
+pytestmark = pytest.mark.real
+__all__ = ["builder_user", "registry"]  # fixtures used by name
+
+HELLO = ROOT / "examples" / "hello"
+TEMPLATE = local.DEFAULT_TEMPLATE
+GATED = ("probe", "build-kaniko", "build-buildkit", "build-runner", "classify", "synthetic", "push")
+APPROVE = ApprovalInput(decision=Decision.APPROVE, approver="alice", reason="ship it")
+
+
+@pytest.fixture(autouse=True)
+def _template_and_tools() -> None:
+    if not TEMPLATE.is_file():
+        pytest.skip(f"{TEMPLATE} is not rendered yet: run `imagegate render`")
+    require_tools("buildah", "skopeo", "docker-registry")
+
+
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private XDG cache: the embedded registry's data and the run dirs go there."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "imagegate"
+
+
+def served_digest(data_dir: Path, image: str) -> str | None:
+    """Serve `data_dir` again and ask the registry for the manifest of `image` (host:port/repo:tag)."""
+    repo, tag = image.split("/", 1)[1].rsplit(":", 1)
+    with EmbeddedRegistry.start(data_dir=data_dir) as reg:
+        req = urllib.request.Request(f"{reg.url}/v2/{repo}/manifests/{tag}", method="HEAD")
+        req.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as response:
+                return response.headers["Docker-Content-Digest"]
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+            return None
+
+
+def catalog(data_dir: Path) -> list[str]:
+    """The repositories the registry at `data_dir` holds."""
+    with EmbeddedRegistry.start(data_dir=data_dir) as reg:
+        with urllib.request.urlopen(f"{reg.url}/v2/_catalog", timeout=5) as response:
+            return json.loads(response.read())["repositories"]
+
+
+def phases(outcome: local.LocalRun) -> dict[str, State]:
+    return {n.name: n.state for n in outcome.nodes}
+
+
+# -- as root ----------------------------------------------------------------------------------
+
+
+def test_approved_run_pushes_to_the_embedded_registry_which_serves_that_digest(cache: Path) -> None:
+    require_root()
+    outcome = local.run(HELLO, {"mode": "runner"}, approval=APPROVE)
+    result = outcome.result
+    assert result.status is Status.SUCCEEDED
+    assert result.builder is Builder.BUILDAH and not result.simulated
+    assert result.image == f"{outcome.registry}/hello:local"
+    assert result.approval is not None and result.approval.decision is Decision.APPROVE
+    assert result.approval.approver == "alice"
+    seen = phases(outcome)
+    assert seen["build-runner"] is State.SUCCEEDED and seen["push"] is State.SUCCEEDED
+    assert seen.get("synthetic", State.OMITTED) in (State.SKIPPED, State.OMITTED)
+    # The registry itself confirms the digest, after the run's own registry process is gone.
+    assert served_digest(cache / "registry", result.image) == result.digest
+    assert not (outcome.run_dir / "buildah").exists(), "the private buildah store is removed after the run"
+
+
+def test_auto_mode_resolves_through_the_real_probe(cache: Path) -> None:
+    require_root()
+    outcome = local.run(HELLO, {"mode": "auto"}, approval=APPROVE)
+    assert phases(outcome)["probe"] is State.SUCCEEDED
+    assert outcome.result.status is Status.SUCCEEDED
+    assert outcome.result.builder is Builder.BUILDAH
+    assert served_digest(cache / "registry", outcome.result.image or "") == outcome.result.digest
+
+
+def test_reject_never_builds_or_pushes(cache: Path) -> None:
+    outcome = local.run(HELLO, {}, approval=ApprovalInput(decision=Decision.REJECT, approver="bob", reason="no"))
+    assert outcome.result.status is Status.REJECTED
+    assert outcome.result.push_skipped_reason is PushSkippedReason.REJECTED
+    seen = phases(outcome)
+    assert all(seen.get(task, State.OMITTED) in (State.SKIPPED, State.OMITTED) for task in GATED), seen
+    assert not any(outcome.run_dir.rglob("*.oci.tar")), "no archive was written"
+    assert catalog(cache / "registry") == []
+
+
+def test_cli_json_prints_only_the_result_and_exits_by_status(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_root()
+    code = main(
+        ["run", "--local", str(HELLO), "-p", "mode=runner", "--approve", "--approver", "alice", "--format", "json"]
+    )
+    out, err = capsys.readouterr()
+    result = BuildResult.model_validate_json(out)
+    assert code == status_codes.SUCCESS and result.status is Status.SUCCEEDED
+    assert err == "", "with --format json nothing but the result is printed"
+
+
+def test_cli_text_shows_each_task_as_it_runs(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--local", str(HELLO), "--reject", "--approver", "bob"])
+    out, err = capsys.readouterr()
+    assert code == status_codes.REJECTED
+    assert out.startswith("rejected: ")
+    lines = err.splitlines()
+    assert "approve: Suspended  waiting for approval (rejects by default after 24h)" in lines
+    assert any(line.startswith("approve: Succeeded") and "reject by bob" in line for line in lines)
+    assert any(line.startswith("report (onExit): Succeeded") for line in lines)
+
+
+def test_user_destination_and_policy_push_to_that_registry(registry: Registry, cache: Path, tmp_path: Path) -> None:
+    require_root()
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    data = Policy(allowed_registries=[registry.host], insecure_registries=[registry.host], allow_self_approval=True)
+    for key, value in data.to_configmap_data().items():
+        (policy / key).write_text(value)
+    destination = registry.ref("local-run/hello", "1")
+    outcome = local.run(HELLO, {"destination": destination, "mode": "runner"}, approval=APPROVE, policy_dir=policy)
+    assert outcome.registry is None, "no embedded registry when the request names a destination"
+    assert outcome.result.status is Status.SUCCEEDED
+    assert registry.manifest_digest("local-run/hello", "1") == outcome.result.digest
+
+
+def test_a_destination_outside_the_policy_fails_in_validate(registry: Registry, cache: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "allowedRegistries").write_text("registry.example.com")
+    outcome = local.run(HELLO, {"destination": registry.ref("x", "1")}, approval=APPROVE, policy_dir=policy)
+    assert outcome.result.status is Status.FAILED
+    assert outcome.result.classification is not None
+    assert outcome.result.classification.class_ is FailureClass.CONFIG_ERROR
+    assert phases(outcome)["validate"] is State.FAILED
+    assert phases(outcome).get("build-runner", State.OMITTED) in (State.SKIPPED, State.OMITTED)
+
+
+# -- refused before anything runs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["kaniko", "buildkit"])
+def test_cluster_only_builders_are_refused(mode: str, cache: Path) -> None:
+    with pytest.raises(LocalRunError, match="cannot run outside a cluster") as info:
+        local.run(HELLO, {"mode": mode}, approval=APPROVE)
+    assert "mode=runner" in (info.value.hint or "")
+    assert not (cache / "runs").exists(), "nothing ran"
+
+
+def test_without_a_terminal_or_a_decision_nothing_starts(cache: Path) -> None:
+    with pytest.raises(LocalRunError, match="nobody can decide the approval"):
+        local.run(HELLO, {})
+    assert not (cache / "runs").exists()
+
+
+def test_unknown_parameter_names_the_known_ones(cache: Path) -> None:
+    with pytest.raises(RequestError, match="unknown parameter") as info:
+        local.run(HELLO, {"destinaton": "x"}, approval=APPROVE)
+    assert "destination" in (info.value.hint or "")
+
+
+def test_cli_approve_needs_an_approver(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--local", str(HELLO), "--approve"]) == status_codes.ERROR
+    assert "--approve needs --approver NAME" in capsys.readouterr().err
+
+
+def test_terminal_prompt_reads_decision_and_reason() -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"approve\nlooks good\n")
+    with os.fdopen(read_end) as stdin, open(os.devnull, "w") as sink:
+        answer = terminal_prompt(stdin, sink)("approve", {"destination": "r/x:1"}, None)
+    os.close(write_end)
+    assert answer == ApprovalInput(decision=Decision.APPROVE, approver=answer.approver, reason="looks good")
+
+
+def test_terminal_prompt_timeout_decides_nothing() -> None:
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end) as stdin, open(os.devnull, "w") as sink:
+        assert terminal_prompt(stdin, sink)("approve", {}, 0.05) is None
+    os.close(write_end)
+
+
+# -- as an unprivileged user ----------------------------------------------------------------------
+
+# (fault, strict) -> expected status; the faults are those of shared/research/machine.md section 5.
+UNPRIVILEGED = {
+    "no-fault-rootless-buildah": ({}, False, Status.SUCCEEDED),
+    "seccomp-enosys-non-strict": ({"errno_name": "ENOSYS"}, False, Status.SYNTHETIC),
+    "seccomp-eperm-strict": ({"errno_name": "EPERM"}, True, Status.FAILED),
+    "max-user-namespaces-0-non-strict": ({"max_user_namespaces": 0}, False, Status.SYNTHETIC),
+    "max-user-namespaces-0-strict": ({"max_user_namespaces": 0}, True, Status.FAILED),
+}
+
+
+def run_as(user: BuilderUser, fault: dict, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`imagegate run --local` as the builder user (under `fault`); the process and the user's cache."""
+    cache = user.mkdtemp("local-run-cache-")
+    cmd = [user.python, "-m", "workflows.cli", "run", "--local", str(HELLO), "--format", "json", *args]
+    env = user.env(XDG_CACHE_HOME=str(cache))
+    if fault:
+        prefix = fault_command([], user=f"{user.uid}:{user.gid}", **fault)
+        proc = subprocess.run([*prefix, *cmd], env=env, cwd=user.scratch, capture_output=True, text=True, timeout=600)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **user.popen_kwargs() | {"env": env})
+    return proc, cache / "imagegate"
+
+
+@pytest.mark.parametrize(("fault", "strict", "expected"), UNPRIVILEGED.values(), ids=UNPRIVILEGED.keys())
+def test_unprivileged_user_gets_what_the_cluster_would(
+    builder_user: BuilderUser, fault: dict, strict: bool, expected: Status
+) -> None:
+    proc, cache = run_as(
+        builder_user, fault, "-p", "mode=runner", "-p", f"strict={str(strict).lower()}",
+        "--approve", "--approver", "alice",
+    )  # fmt: skip
+    assert proc.returncode == status_codes.for_status(expected), proc.stderr
+    result = BuildResult.model_validate_json(proc.stdout)
+    assert result.status is expected
+    if expected is Status.SUCCEEDED:
+        assert result.builder is Builder.BUILDAH
+        assert served_digest(cache / "registry", result.image or "") == result.digest
+        return
+    assert result.classification is not None
+    assert result.classification.class_ is FailureClass.BUILDER_RUNTIME_UNAVAILABLE
+    assert "unshare(CLONE_NEWUSER)" in result.classification.message
+    if expected is Status.SYNTHETIC:
+        assert result.simulated and result.builder is Builder.SYNTHETIC
+        assert result.push_skipped_reason is PushSkippedReason.BUILDER_RUNTIME_UNAVAILABLE
+    assert catalog(cache / "registry") == [], "nothing was pushed"
