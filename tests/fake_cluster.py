@@ -109,6 +109,9 @@ class FakeCluster:
         self.oldest_rv = 0
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, namespace, type, object)
         self.watch_script: list[Any] = []
+        # When true, the fake controller runs each Workflow by itself: created -> waiting at the
+        # gate; resumed -> rejected, or synthetic when approved (what e2e needs from "a cluster").
+        self.autopilot = False
         self.cond = threading.Condition()
         self.stopping = False
         self.controller = FakeController(self)
@@ -278,6 +281,26 @@ class FakeController:
 
         self.cluster.update(ns, name, change)
 
+    def after_gate(self, ns: str, name: str) -> None:
+        """Autopilot: once the gate was resumed, end the run as its decision says."""
+        wf = self.cluster.workflows[(ns, name)]
+        (gate,) = [n for n in wf["status"]["nodes"].values() if n["displayName"] == "approve"]
+        if gate["phase"] != "Succeeded" or wf["status"].get("phase") != "Running":
+            return
+        decision = {p["name"]: p.get("value") for p in gate["outputs"]["parameters"]}["decision"]
+        if decision == "approve":
+            result = {
+                "status": "synthetic",
+                "builder": "synthetic",
+                "simulated": True,
+                "digest": "sha256:" + "0" * 64,
+                "push_skipped_reason": "builder_runtime_unavailable",
+                "classification": {"class": "builder_runtime_unavailable", "fallback_allowed": True},
+            }
+        else:
+            result = {"status": "rejected", "push_skipped_reason": "rejected"}
+        self.finish(ns, name, json.dumps(result))
+
     def build(self, ns: str, name: str) -> None:
         """probe succeeded; the runner build is running."""
 
@@ -311,6 +334,7 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
 
 
 _KUBE_WF = re.compile(r"^/apis/argoproj\.io/v1alpha1/namespaces/([^/]+)/workflows(?:/([^/]+))?$")
+_KUBE_WFT = re.compile(r"^/apis/argoproj\.io/v1alpha1/namespaces/([^/]+)/workflowtemplates/([^/]+)$")
 _KUBE_CM = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps/([^/]+)$")
 _SSR = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 _ARGO_WF = re.compile(r"^/api/v1/workflows/([^/]+)/([^/]+)(?:/(set|resume))?$")
@@ -334,6 +358,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._route("PUT")
 
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _route(self, method: str) -> None:
@@ -349,6 +376,10 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/api/v1/userinfo":
             self._record("argo-server", "userinfo", "get", url.path)
             return self._json(200, {"subject": self.user.name, "name": self.user.name, "issuer": "fake-argo-server"})
+        if (m := _KUBE_WFT.match(url.path)) and self.fake.autopilot:
+            self._record("argoproj.io", "workflowtemplates", "get", url.path)
+            meta = {"name": m[2], "namespace": m[1]}
+            return self._json(200, {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate", "metadata": meta})
         if m := _KUBE_WF.match(url.path):
             return self._workflows(method, *m.groups())
         if (m := _KUBE_CM.match(url.path)) and method == "GET":
@@ -401,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _workflows(self, method: str, ns: str, name: str | None) -> None:
         path, fake = self.path, self.fake
-        verb = {"POST": "create", "PUT": "update"}.get(method) or (
+        verb = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method) or (
             "get" if name else ("watch" if self.query.get("watch") in ("true", "1", "True") else "list")
         )
         if not self._allow("argoproj.io", "workflows", verb, path, ns):
@@ -415,7 +446,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._status(409, "AlreadyExists", f'workflows.argoproj.io "{new}" already exists')
             obj = copy.deepcopy(self.body)
             obj["metadata"].update(namespace=ns, uid=f"uid-{new}", creationTimestamp=_now())
-            return self._json(201, fake.put(ns, obj, "ADDED"))
+            created = fake.put(ns, obj, "ADDED")
+            if fake.autopilot:
+                fake.controller.reach_approval(ns, new)
+            return self._json(201, created)
         if verb == "get":
             obj = fake.workflows.get((ns, name))
             return (
@@ -429,7 +463,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._status(404, "NotFound", f'workflows.argoproj.io "{name}" not found')
             if self.body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
                 return self._status(409, "Conflict", "the object has been modified; please apply your changes")
-            return self._json(200, fake.put(ns, copy.deepcopy(self.body), "MODIFIED"))
+            updated = fake.put(ns, copy.deepcopy(self.body), "MODIFIED")
+            if fake.autopilot:
+                fake.controller.after_gate(ns, name)
+            return self._json(200, updated)
+        if verb == "delete":
+            fake.workflows.pop((ns, name), None)
+            return self._json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
         if verb == "list":
             items = [copy.deepcopy(o) for (n, _), o in sorted(fake.workflows.items()) if n == ns and self._selects(o)]
             meta = {"resourceVersion": str(fake.rv)}

@@ -6,6 +6,10 @@ moves each run along; nothing here is a real Argo.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fake_cluster import DISCONNECT, schema_errors, started
@@ -23,6 +27,7 @@ from workflows.errors import (
     WaitTimeoutError,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 NS = "imagegate"
 REQUEST = BuildRequest(context="app", destination="registry.example.com/team/app:1.0")
 DIGEST = "sha256:" + "ab" * 32
@@ -399,3 +404,17 @@ def test_the_client_uses_only_the_access_it_declares(cluster, as_user, waiting_r
 )
 def test_user_names_become_label_values_as_argo_writes_them(user, label):
     assert dns_friendly(user) == label
+
+
+def test_the_e2e_suite_passes_against_the_fake_controller(cluster, tmp_path):
+    # The e2e suite only runs where a real cluster is; here its own code is proven against the
+    # fakes, with the fake controller running each Workflow by itself.
+    cluster.autopilot = True
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig"), "IMAGEGATE_E2E_TIMEOUT": "30"}
+    suite = ROOT / "tests" / "test_e2e_cluster.py"
+    cmd = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
+
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
