@@ -48,6 +48,41 @@ def _render(args: argparse.Namespace) -> int:
     return status_codes.SUCCESS if report.ok else status_codes.FAILED
 
 
+def _add_lint(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lint", help="check rendered Workflow/WorkflowTemplate YAML without a cluster")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="YAML files, or directories of them")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json prints the LintReport")
+    p.set_defaults(func=_lint)
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from workflows import lint
+
+    report = lint.lint(args.paths)
+    print(report.model_dump_json(indent=2) if args.format == "json" else report.summary())
+    return status_codes.SUCCESS if report.ok else status_codes.FAILED
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="what a rendered template does for given parameters and task outcomes")
+    p.add_argument("template", nargs="?", metavar="TEMPLATE", help="rendered YAML (default: ours)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a workflow parameter, repeated")
+    p.add_argument("--outcome", action="append", metavar="TASK=PHASE", help="Succeeded (default), Failed or Error")
+    p.add_argument("--output", action="append", metavar="TASK.PARAM=VALUE", help="an output a task writes")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json prints the Plan")
+    p.set_defaults(func=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from workflows import manifest, plan
+
+    doc = manifest.load_template(args.template or plan.DEFAULT_TEMPLATE)
+    outcomes, outputs = plan.parse_outcomes(args.outcome), plan.parse_outputs(args.output)
+    result = plan.plan(doc, parse_params(args.param), outcomes, outputs)
+    print(result.model_dump_json(indent=2) if args.format == "json" else result.summary())
+    return status_codes.SUCCESS
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the gated build on this machine (--local): real buildah, skopeo, registry")
     p.add_argument("--local", action="store_true", help="run here, driven by the same evaluation as plan (required)")
@@ -304,6 +339,8 @@ class _LiveTree:
 # Every command registers itself here, in the order `imagegate --help` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_render,
+    _add_lint,
+    _add_plan,
     _add_run,
     _add_registry,
     _add_submit,

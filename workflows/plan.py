@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -52,7 +53,22 @@ from workflows.expressions import (
 )
 from workflows.manifest import Manifest
 
-__all__ = ["Evaluator", "LeafCall", "LeafOutcome", "Node", "Phase", "Plan", "plan", "render"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "Evaluator",
+    "LeafCall",
+    "LeafOutcome",
+    "Node",
+    "Phase",
+    "Plan",
+    "parse_outcomes",
+    "parse_outputs",
+    "plan",
+    "render",
+]
+
+# The rendered image-build template, beside the package (what `imagegate plan` reads by default).
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "manifests" / "image-build.yaml"
 
 # Leaf templates that run as a pod of their own (http and plugin share the agent pod).
 POD_KINDS = ("container", "script", "resource", "containerSet", "data")
@@ -761,3 +777,28 @@ def plan(
     if unreached:
         result.notes.append(f"given but never run: {', '.join(unreached)}")
     return result
+
+
+def parse_outcomes(pairs: list[str] | None) -> dict[str, Phase]:
+    """`--outcome TASK=PHASE` pairs into a dict."""
+    out: dict[str, Phase] = {}
+    for pair in pairs or ():
+        task, sep, phase = pair.partition("=")
+        if not sep or not task:
+            raise RequestError(f"--outcome {pair!r} is not TASK=PHASE", hint="write e.g. --outcome build-runner=Failed")
+        out[task] = Phase.parse(phase)
+    return out
+
+
+def parse_outputs(pairs: list[str] | None) -> dict[str, dict[str, str]]:
+    """`--output TASK.PARAM=VALUE` pairs into {task: {param: value}} (task names have no dots)."""
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        task, dot, param = key.partition(".")
+        if not sep or not dot or not task or not param:
+            raise RequestError(
+                f"--output {pair!r} is not TASK.PARAM=VALUE", hint="write e.g. --output approve.decision=approve"
+            )
+        out.setdefault(task, {})[param] = value
+    return out
