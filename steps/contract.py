@@ -188,6 +188,8 @@ def _check_timeout(value: str) -> str:
 
 def _check_relative_path(value: str, field: str) -> str:
     _check_text(value, field)
+    if "\n" in value or "\t" in value:  # allowed in free text, never in a path
+        raise ValueError(f"{field} {value!r} contains a newline or tab: remove it")
     if value.startswith("/") or any(part == ".." for part in value.replace("\\", "/").split("/")):
         raise ValueError(f"{field} {value!r} escapes the build context: give a relative path without '..'")
     return value
@@ -310,7 +312,9 @@ class BuildRequest(_Parameters):
             raise ValueError("context is empty: give the build context directory, tar archive or git:// URL")
         if v.startswith("git://") or v.startswith("https://"):
             return _check_text(v, "context")
-        return _check_relative_path(v, "context") if not v.startswith("/workspace/") else _check_text(v, "context")
+        # /workspace/... is the volume itself; below it the same rules as a relative path ('..' escapes).
+        _check_relative_path(v.removeprefix(f"{WORKSPACE_DIR}/"), "context")
+        return v
 
     @field_validator("dockerfile")
     @classmethod
@@ -522,7 +526,10 @@ BUILD_LOG_PATH = f"{WORKSPACE_DIR}/build.log"
 STEPS: dict[str, StepSpec] = {
     "validate": StepSpec(
         module="validate",
-        outputs={"request": "", "fallback": "forbidden", "insecure": "false", "error": ""},
+        # source-simulated (image-push): "false" iff source-result is empty or not simulated; push runs only
+        # then, so the fail-safe default keeps a synthetic source from ever being pushed.
+        outputs={"request": "", "fallback": "forbidden", "insecure": "false", "error": "", "submitter": "",
+                 "source-simulated": "true"},
     ),
     "probe": StepSpec(module="probe", outputs={"mode": "runner", "capabilities": "{}"}),
     "build-runner": StepSpec(
