@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from steps.contract import Decision
 from workflows import names
-from workflows.errors import ExpressionError, TemplateError
+from workflows.errors import ExpressionError, RequestError, TemplateError
 from workflows.expressions import (
     depends_tasks,
     evaluate_depends,
@@ -436,6 +436,10 @@ def _task_output_unresolved(doc: Doc) -> Iterator[Finding | tuple[Location, str,
             kind, name, rest = parsed
             where = doc.tloc(i, *rel)
             severity = Severity.WARNING if in_expr else Severity.ERROR
+            if not every:
+                message = f"{{{{{ref}}}}} is out of scope in {_kind(t) or 'this'} template {t.get('name')}"
+                yield where, message + ": pass it in as an argument from the DAG task or step", severity
+                continue
             if name not in every:
                 yield where, f"{kind}.{name} is not a {kind[:-1]} of template {t.get('name')}", severity
                 continue
@@ -875,7 +879,7 @@ def _when_literals(doc: Doc) -> tuple[set[str], set[str]]:
 
 
 def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Finding]:
-    from workflows.plan import Evaluator, LeafCall, LeafOutcome, Phase
+    from workflows.plan import LeafCall, LeafOutcome, Phase
 
     entry = doc.template(str(doc.spec.get("entrypoint") or "")) or {}
     tasks = _tasks(entry)
@@ -928,9 +932,42 @@ def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Fin
         combos = [dict(c) for c in itertools.product(*per_output)] or [{}]
         return [LeafOutcome(phase=ph, outputs=c) for ph in (Phase.SUCCEEDED, Phase.FAILED) for c in combos]
 
-    choices: list[int] = []
-    found: dict[str, str] = {}
+    # Every combination of the enum-valued workflow parameters (mode, strict, push...), each explored.
+    declared = (doc.spec.get("arguments") or {}).get("parameters") or []
+    enums = [[(str(p["name"]), str(v)) for v in p["enum"]] for p in declared if p.get("enum")]
+    found: dict[str, tuple[str, dict[str, str]]] = {}
     runs = 0
+    for combo in itertools.product(*enums):
+        params = dict(combo)
+        try:
+            runs = yield from _explore(doc, params, gate, gated, decision, options, found, runs)
+        except (ExpressionError, TemplateError, RequestError) as exc:
+            yield entry_loc, f"approval check could not evaluate the template: {exc}"
+            return
+        if len(found) == len(gated) or runs >= MAX_RUNS:
+            break
+    for g, scenario in sorted(found.items()):
+        where = ", ".join(f"{k}={v}" for k, v in scenario[1].items()) or "defaults"
+        message = (
+            f"gated task {g} can run although {scenario[0]} ({where}): only {gate} resuming with approve may start it"
+        )
+        yield entry_loc + ("dag", "tasks", index[g]), message
+
+
+def _explore(
+    doc: Doc,
+    params: dict[str, str],
+    gate: str,
+    gated: list[str],
+    decision: str,
+    options: Callable[[Any], list[Any]],
+    found: dict[str, tuple[str, dict[str, str]]],
+    runs: int,
+) -> Generator[Finding, None, int]:
+    """Depth-first over every leaf outcome `options` offers, recording gated tasks that ran (in `found`)."""
+    from workflows.plan import Evaluator, LeafCall, LeafOutcome, Phase
+
+    choices: list[int] = []
     while True:
         widths: list[int] = []
 
@@ -940,7 +977,7 @@ def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Fin
             widths.append(len(opts))
             return opts[choices[k] if k < len(choices) else 0]
 
-        result = Evaluator(doc.m).run(execute)
+        result = Evaluator(doc.m, params, fill_missing="placeholder").run(execute)
         runs += 1
         gate_node = next((n for n in result.nodes if n.name == gate), None)
         if gate_node is None or gate not in result.order:
@@ -951,19 +988,17 @@ def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Fin
             scenario = f"{gate} resumed with {decision}={gate_node.outputs.get(decision, '')!r}"
         for g in gated:
             if g not in found and result.ran(g):
-                found[g] = scenario
+                found[g] = (scenario, params)
         chosen = [choices[k] if k < len(choices) else 0 for k in range(len(widths))]
         k = len(chosen) - 1
         while k >= 0 and chosen[k] + 1 >= widths[k]:
             k -= 1
         if k < 0 or len(found) == len(gated):
-            break
+            return runs
         if runs >= MAX_RUNS:
-            yield entry_loc, f"approval check stopped after {MAX_RUNS} runs: not every outcome was explored"
-            break
+            yield doc.loc("entrypoint"), f"approval check stopped after {MAX_RUNS} runs: not every outcome was explored"
+            return runs
         choices = chosen[:k] + [chosen[k] + 1]
-    for g, scenario in sorted(found.items()):
-        yield entry_loc + ("dag", "tasks", index[g]), f"gated task {g} can run although {scenario}: only {gate} resuming with approve may start it"
 
 
 def _secret_uses(template: Mapping[str, Any], spec_volumes: Mapping[str, Any]) -> Iterator[tuple[Location, str]]:

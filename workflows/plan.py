@@ -240,10 +240,18 @@ Execute = Callable[[LeafCall], LeafOutcome]
 class Evaluator:
     """Walks a Workflow/WorkflowTemplate as the controller would, calling `execute` per leaf."""
 
-    def __init__(self, doc: Manifest | Mapping[str, Any], params: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        doc: Manifest | Mapping[str, Any],
+        params: Mapping[str, str] | None = None,
+        *,
+        fill_missing: str | None = None,
+    ) -> None:
+        """Prepare a run of `doc` with `params`; `fill_missing` stands in for parameters with no value (lint)."""
         self.doc = doc if isinstance(doc, Manifest) else Manifest(path="<memory>", index=0, data=dict(doc))
         self.spec = self.doc.spec
         self.templates = {t.get("name"): t for _, t in self.doc.templates()}
+        self.fill_missing = fill_missing
         self.parameters = self._parameters(params or {})
         self.globals: dict[str, Any] = self._globals()
         self.nodes: list[Node] = []
@@ -271,6 +279,8 @@ class Evaluator:
                 value = str(p["value"])
             elif p.get("default") is not None:
                 value = str(p["default"])
+            elif self.fill_missing is not None:
+                value = self.fill_missing
             else:
                 raise RequestError(f"parameter {name} has no value", hint=f"give it with -p {name}=VALUE")
             enum = p.get("enum")
