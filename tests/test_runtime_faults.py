@@ -136,6 +136,10 @@ def test_strict_request_fails_carrying_the_runtime_classification(builder_user, 
     ws, built, _ = faulted_build(builder_user, fault, req)
     classification = classify(ws, built["exit-code"])
     assert classification.class_ is FailureClass.BUILDER_RUNTIME_UNAVAILABLE
+    # The synthetic step refuses a strict request even if a template ran it by mistake
+    refused = run_step("synthetic", "--request", req.to_json(), "--classification", classification.to_json(),
+                       "--workspace", str(ws), "--out", str(ws / "synthetic"))
+    assert refused.returncode != 0 and not (ws / "synthetic" / "result").exists()
 
     final = report(ws, req, "forbidden", build_classification=classification.to_json())
 
