@@ -28,6 +28,7 @@ Runtime faults come from tests/faults.py (seccomp ENOSYS/EPERM and max_user_name
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import pwd
@@ -36,7 +37,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -328,9 +328,15 @@ class BuilderUser:
     gid: int
     home: Path
     scratch: Path = field(default_factory=Path)  # a 0755 dir the user owns (pytest's tmp is 0700 root)
-    # The venv's interpreter lives under /root (0700); the system python has the same ABI
-    # (3.11), so with PYTHONPATH it imports the same steps package and pydantic.
+    # The venv's interpreter lives under /root (0700), and a CI checkout may sit where the user
+    # cannot read. So the user runs the system python (same 3.11 ABI) on a copy of the steps
+    # package and pydantic in scratch/pylib.
     python: str = "/usr/bin/python3"
+
+    @property
+    def pylib(self) -> Path:
+        """What the user's python imports: a copy of steps/ and pydantic with its dependencies."""
+        return self.scratch / "pylib"
 
     @property
     def runtime_dir(self) -> Path:
@@ -338,15 +344,14 @@ class BuilderUser:
         return self.scratch / "xdg"
 
     def env(self, **extra: str) -> dict[str, str]:
-        """A clean environment for the user; `python` below finds the steps package and pydantic."""
-        purelib = sysconfig.get_path("purelib")  # the venv's site-packages (world-readable)
+        """A clean environment for the user, in which `python` imports steps and pydantic."""
         env = {
             "HOME": str(self.home),
             "USER": self.name,
             "LOGNAME": self.name,
             "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             "XDG_RUNTIME_DIR": str(self.runtime_dir),
-            "PYTHONPATH": f"{ROOT}:{purelib}",
+            "PYTHONPATH": str(self.pylib),
             "LANG": "C.UTF-8",
         }
         return {**env, **extra}
@@ -379,9 +384,7 @@ def builder_user():
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BUILDER_USER], check=True,
                        capture_output=True)
         entry = pwd.getpwnam(BUILDER_USER)
-    for path in ("/etc/subuid", "/etc/subgid"):
-        if not any(line.split(":")[0] == BUILDER_USER for line in Path(path).read_text().splitlines()):
-            pytest.skip(f"{path} has no range for {BUILDER_USER}: rootless buildah needs one (usermod --add-subuids)")
+    _ensure_subordinate_ids(BUILDER_USER)
     if not Path("/usr/bin/python3").is_file():
         pytest.skip("/usr/bin/python3 is missing: the builder user cannot run the venv's interpreter under /root")
     scratch = Path(tempfile.mkdtemp(prefix="imagegate-builder-"))
@@ -390,9 +393,42 @@ def builder_user():
     scratch.chmod(0o755)
     user.runtime_dir.mkdir(mode=0o700)
     user.chown(scratch)
+    _copy_python_packages(user.pylib)
+    check = subprocess.run([user.python, "-c", "import steps.build_runner"], capture_output=True, text=True,
+                           **user.popen_kwargs())
+    if check.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        pytest.skip(f"{user.python} cannot import the steps package and pydantic: {check.stderr.strip()[-300:]}")
     yield user
     # The user's store holds files owned by its subordinate uids; root can remove them.
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _ensure_subordinate_ids(name: str) -> None:
+    """Give `name` a 65536-id range in /etc/subuid and /etc/subgid unless useradd already did."""
+    for path, flag in (("/etc/subuid", "--add-subuids"), ("/etc/subgid", "--add-subgids")):
+        entries = [line.split(":") for line in Path(path).read_text().splitlines() if line.count(":") == 2]
+        if any(e[0] == name for e in entries):
+            continue
+        start = max([100000, *(int(e[1]) + int(e[2]) for e in entries)])
+        subprocess.run(["usermod", flag, f"{start}-{start + 65535}", name], check=True, capture_output=True)
+
+
+def _copy_python_packages(target: Path) -> None:
+    """Copy steps/ and pydantic's packages (world-readable) where an unprivileged user can import them."""
+    target.mkdir()
+    shutil.copytree(ROOT / "steps", target / "steps", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue  # an older pydantic without this dependency
+        if spec.submodule_search_locations:
+            source = Path(spec.origin).parent
+            shutil.copytree(source, target / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(spec.origin, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def run_step(
