@@ -1,0 +1,179 @@
+"""imagegate lint: each rule caught by a minimal failing template; Argo's examples and ours are clean."""
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from workflows.cli import main
+from workflows.lint import RULES, Severity, lint
+from workflows.manifest import load_paths
+
+CASES = Path(__file__).parent / "lint_cases"
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+CASE_FILES = sorted(CASES.glob("*.yaml"))
+
+
+def _examples(shared: Path) -> list[Path]:
+    return sorted((shared / "argo" / "examples").rglob("*.yaml"))
+
+
+def test_every_rule_has_a_failing_case() -> None:
+    assert {f.stem for f in CASE_FILES} == set(RULES)
+
+
+@pytest.mark.parametrize("case", CASE_FILES, ids=lambda p: p.stem)
+def test_rule_catches_its_minimal_failing_template(case: Path) -> None:
+    report = lint([case])
+    caught = [f for f in report.findings if f.rule == case.stem]
+    assert caught, report.summary()
+    assert all(f.severity is RULES[case.stem].severity for f in caught) or case.stem == "param-in-script-source"
+    # A case shows its own rule only, so each rule is proven by its own test.
+    assert {f.rule for f in report.findings} == {case.stem}, report.summary()
+    # Findings point at the offending line, not at the top of the document.
+    assert all(f.line > 5 or f.rule == "invalid-name" for f in caught), report.summary()
+
+
+def test_finding_line_is_the_offending_key() -> None:
+    case = CASES / "template-not-found.yaml"
+    (finding,) = lint([case]).findings
+    assert case.read_text().splitlines()[finding.line - 1].strip() == "template: helo"
+
+
+def test_official_examples_have_no_errors(shared: Path) -> None:
+    examples = _examples(shared)
+    assert len(examples) >= 19
+    report = lint(examples)
+    assert report.errors == 0, report.summary()
+
+
+@pytest.mark.parametrize(
+    "name", ["buildkit-template", "dag-continue-on-fail", "exit-handlers", "intermediate-parameters"]
+)
+def test_each_official_example_loads_as_one_argo_object(shared: Path, name: str) -> None:
+    assert len(load_paths([shared / "argo" / "examples" / f"{name}.yaml"])) == 1
+
+
+def test_rendered_manifests_have_no_errors() -> None:
+    if not (MANIFESTS / "image-build.yaml").is_file():
+        pytest.skip("manifests/image-build.yaml is not rendered yet (imagegate render writes it)")
+    report = lint([MANIFESTS])
+    assert report.objects >= 1
+    assert report.errors == 0, report.summary()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GATED = """\
+    apiVersion: argoproj.io/v1alpha1
+    kind: WorkflowTemplate
+    metadata:
+      name: gated
+      annotations:
+        imagegate.dev/approval-gate: approve
+        imagegate.dev/gated-tasks: build,push
+        imagegate.dev/credentials-templates: push
+    spec:
+      entrypoint: main
+      arguments:
+        parameters:
+          - {name: mode, value: auto, enum: [auto, runner]}
+      templates:
+        - name: main
+          dag:
+            tasks:
+              - name: approve
+                template: approve
+              - name: build
+                depends: approve
+                template: step
+                when: "'{{tasks.approve.outputs.parameters.decision}}' == 'approve' && '{{workflow.parameters.mode}}' != 'x'"
+              - name: push
+                depends: build.Succeeded
+                template: push
+                when: "'{{tasks.approve.outputs.parameters.decision}}' == 'approve'"
+        - name: approve
+          suspend: {duration: "24h"}
+          inputs:
+            parameters:
+              - {name: decision, default: reject, enum: [approve, reject]}
+          outputs:
+            parameters:
+              - {name: decision, valueFrom: {supplied: {}}}
+        - name: step
+          container: {image: busybox}
+        - name: push
+          volumes:
+            - {name: auth, secret: {secretName: registry}}
+          container:
+            image: busybox
+            volumeMounts: [{name: auth, mountPath: /auth}]
+    """
+
+
+def test_gate_checked_in_every_gated_when_passes(tmp_path: Path) -> None:
+    report = lint([_write(tmp_path, GATED)])
+    assert report.findings == [], report.summary()
+
+
+def test_gated_task_whose_dependency_was_skipped_still_runs(tmp_path: Path) -> None:
+    # `push` depends on build with a bare name: a Skipped build (rejected) still lets it start.
+    text = GATED.replace("depends: build.Succeeded", "depends: build").replace(
+        """                when: "'{{tasks.approve.outputs.parameters.decision}}' == 'approve'"\n""", ""
+    )
+    report = lint([_write(tmp_path, text)])
+    (finding,) = [f for f in report.findings if f.rule == "approval-not-dominating"]
+    assert "gated task push can run although approve resumed with decision=" in finding.message
+
+
+def test_secret_in_listed_template_is_allowed_but_not_elsewhere(tmp_path: Path) -> None:
+    text = GATED.replace("imagegate.dev/credentials-templates: push", "imagegate.dev/credentials-templates: build")
+    report = lint([_write(tmp_path, text)])
+    assert [f.rule for f in report.findings] == ["credentials-outside-push"]
+
+
+def test_python_script_with_a_parameter_is_a_warning_and_shell_an_error(tmp_path: Path) -> None:
+    text = (CASES / "param-in-script-source.yaml").read_text().replace("command: [sh]", "command: [python]")
+    report = lint([_write(tmp_path, text)])
+    assert [(f.rule, f.severity) for f in report.findings] == [("param-in-script-source", Severity.WARNING)]
+    assert lint([CASES / "param-in-script-source.yaml"]).findings[0].severity is Severity.ERROR
+
+
+def test_non_argo_documents_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n" + (CASES / "dag-cycle.yaml").read_text()
+    )
+    report = lint([path])
+    assert report.objects == 1
+    assert {f.rule for f in report.findings} == {"dag-cycle"}
+
+
+def test_cli_prints_file_line_rule_and_exits_1_on_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    case = CASES / "dag-unknown-dependency.yaml"
+    assert main(["lint", str(case)]) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(rf"{re.escape(str(case))}:\d+: dag-unknown-dependency: dependency 'biuld' not defined.*", first)
+
+
+def test_cli_warnings_alone_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", str(CASES / "suspend-without-duration.yaml")]) == 0
+    assert "(warning)" in capsys.readouterr().out
+
+
+def test_cli_json_is_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", "--format", "json", str(CASES / "dag-cycle.yaml")]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [f["rule"] for f in data["findings"]] == ["dag-cycle"]
+    assert data["findings"][0]["hint"]
+
+
+def test_cli_missing_file_is_a_template_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["lint", str(tmp_path / "nope.yaml")]) == 5
+    assert "TemplateError" in capsys.readouterr().err
