@@ -239,6 +239,18 @@ def test_status_prints_the_tree_and_json(cluster, capsys):
     assert json.loads(raw)["waiting_for_approval"] is True
 
 
+def test_status_wide_adds_the_approval_record(cluster, capsys):
+    name = _submitted(cluster, capsys, "--request-id", "ci-77")
+    cluster.controller.reach_approval(NS, name)
+    _run(capsys, "reject", name, "--context", "bob", "--reason", "not today")
+
+    _, wide, _ = _run(capsys, "status", name, "-o", "wide")
+
+    assert "request id: ci-77  submitter: alice" in wide
+    (approval,) = [line for line in wide.splitlines() if line.startswith("approval:")]
+    assert approval.startswith("approval: reject by bob at ") and approval.endswith(": not today")
+
+
 def test_approvals_lists_the_runs_waiting_for_a_decision(cluster, capsys):
     name = _submitted(cluster, capsys)
     cluster.controller.reach_approval(NS, name)

@@ -78,6 +78,11 @@ def _outputs(node):
     return {p["name"]: p.get("value") for p in node["outputs"]["parameters"]}
 
 
+def _globals(cluster, name):
+    status = cluster.workflows[(NS, name)]["status"]
+    return {p["name"]: p.get("value") for p in status.get("outputs", {}).get("parameters", [])}
+
+
 def _finish_after_approval(cluster, name, result, phase="Succeeded"):
     cluster.watch_script[:] = [
         lambda: cluster.controller.build(NS, name),
@@ -145,6 +150,7 @@ def test_approve_sets_the_gate_outputs_and_resumes_it(cluster, as_user, waiting_
     assert labels[names.ARGO_ACTOR_LABEL] == "bob"
     assert labels["workflows.argoproj.io/action"] == "Resume"
     assert (approval.decision, approval.approver) == (Decision.APPROVE, "bob")
+    assert _globals(cluster, waiting_run)[names.DECISION] == "approve"  # the outputs' globalName copies
 
 
 def test_reject_resumes_the_gate_with_reject(cluster, as_user, waiting_run):
@@ -232,6 +238,7 @@ def test_approve_goes_through_the_argo_server_when_configured(cluster, as_user, 
     wf = cluster.workflows[(NS, waiting_run)]
     assert wf["metadata"]["labels"][names.ARGO_ACTOR_LABEL] == "bob"  # labelled by the server, from the token
     assert _outputs(_gate(cluster, waiting_run)) == {names.DECISION: "approve", names.REASON: "ok"}
+    assert _globals(cluster, waiting_run) == {names.DECISION: "approve", names.REASON: "ok"}
 
 
 def test_the_argo_server_path_also_refuses_self_approval(cluster, as_user, waiting_run):

@@ -267,7 +267,7 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         run = client.status(args.name)
-    _print(run, args.output, run.tree())
+    _print(run, args.output, run.tree(wide=args.output == "wide"))
     return status_codes.SUCCESS
 
 

@@ -184,9 +184,21 @@ class Run(BaseModel):
         """The workflow finished (whatever the result says)."""
         return self.phase in _DONE_PHASES
 
-    def tree(self) -> str:
-        """The run as `argo get` draws it: one line per task, the approval prompt, the UI link."""
+    def tree(self, wide: bool = False) -> str:
+        """The run as `argo get` draws it: one line per task, the approval prompt, the UI link.
+
+        Args:
+            wide: also the request id, the submitter, the approval record and the run's message.
+        """
         lines = [f"{self.name} ({self.namespace}): {self.phase}" + (f"  {self.ui_url}" if self.ui_url else "")]
+        if wide:
+            lines.append(f"request id: {self.request_id or '-'}  submitter: {self.submitter or '-'}")
+            if self.approval is not None:
+                at = self.approval.at.isoformat() if self.approval.at else "-"
+                by = self.approval.approver or "nobody (timed out)"
+                lines.append(f"approval: {self.approval.decision.value} by {by} at {at}: {self.approval.reason}")
+            if self.message:
+                lines.append(f"message: {self.message}")
         for i, task in enumerate(self.tasks):
             branch = "└─" if i == len(self.tasks) - 1 else "├─"
             note = f"  {task.message}" if task.message else ""
