@@ -258,6 +258,9 @@ class Evaluator:
         self.order: list[str] = []
         self.notes: list[str] = []
         self.workflow_outputs: dict[str, str] = {}
+        # Globals whose value plan knows: given by the leaf, or computed; not a default standing in for
+        # an output a successful leaf really writes. `result` is read from these.
+        self.known_outputs: dict[str, str] = {}
         self._execute: Execute = lambda call: LeafOutcome()
 
     # -- setup -----------------------------------------------------------------------------
@@ -338,7 +341,9 @@ class Evaluator:
             if exit_node.phase in _FAILED and phase is Phase.SUCCEEDED:
                 phase = exit_node.phase  # operator.go:551-561: a failing exit handler fails the workflow
             outputs.update(self.workflow_outputs)
-        result = outputs.get("result") or None
+        result = self.known_outputs.get("result") or None
+        if not result and outputs.get("result") != self.known_outputs.get("result", outputs.get("result")):
+            self.notes.append("the exit handler's `result` was not given: give it with --output TASK.result=...")
         status = None
         if result:
             try:
@@ -439,7 +444,9 @@ class Evaluator:
                         inputs=inputs, exit_handler=exit_handler)  # fmt: skip
         outcome = self._execute(call)
         outputs = self._leaf_outputs(template, kind, inputs, outcome)
-        self._export_globals(template, outputs)
+        self._export_globals(
+            template, outputs, known=set(outcome.outputs) if outcome.phase is Phase.SUCCEEDED else set(outputs)
+        )
         self.order.append(name)
         pods = 1 if kind in POD_KINDS else 0
         if kind in ("http", "plugin") and "agent pod" not in " ".join(self.notes):
@@ -483,12 +490,14 @@ class Evaluator:
                 )
         return values
 
-    def _export_globals(self, template: Mapping[str, Any], outputs: Mapping[str, str]) -> None:
+    def _export_globals(self, template: Mapping[str, Any], outputs: Mapping[str, str], known: set[str]) -> None:
         for p in (template.get("outputs") or {}).get("parameters") or []:
             global_name = p.get("globalName")
             if global_name and p.get("name") in outputs:
                 self.workflow_outputs[global_name] = outputs[p["name"]]
                 self.globals[f"workflow.outputs.parameters.{global_name}"] = outputs[p["name"]]
+                if p["name"] in known:
+                    self.known_outputs[global_name] = outputs[p["name"]]
 
     # -- DAG ---------------------------------------------------------------------------------
 
@@ -710,7 +719,7 @@ class Evaluator:
                     outputs[p["name"]] = str(vf["default"])
                 else:
                     self.notes.append(f"output {p['name']} of {template.get('name')}: {exc}")
-        self._export_globals(template, outputs)
+        self._export_globals(template, outputs, known=set(outputs))
         return outputs
 
     # -- steps -------------------------------------------------------------------------------
