@@ -199,6 +199,25 @@ def test_approve_by_the_submitter_is_refused(cluster, as_user, label):
     assert not [c for c in cluster.calls if c.verb == "update"]
 
 
+def test_a_submitter_cannot_approve_by_naming_someone_else(cluster, as_user, waiting_run):
+    with pytest.raises(RejectedError, match="alice submitted"):
+        as_user("alice").approve(waiting_run, approver="mallory")  # the caller is checked too
+    assert _gate(cluster, waiting_run)["phase"] == "Running"
+
+
+def test_a_platform_may_approve_for_a_user_on_a_run_it_submitted_for_another(cluster, as_user):
+    platform = as_user("bob")  # a service account acting for users
+    name = platform.submit(REQUEST, submitter="ada@example.com")
+    cluster.controller.reach_approval(NS, name)
+
+    platform.approve(name, approver="grace@example.com")
+    with pytest.raises(NotWaitingError):
+        platform.approve(name, approver="grace@example.com")
+
+    labels = cluster.workflows[(NS, name)]["metadata"]["labels"]
+    assert (labels[names.LABEL_SUBMITTER], labels[names.ARGO_ACTOR_LABEL]) == ("ada-example.com", "grace-example.com")
+
+
 def test_the_submitter_may_reject_their_own_run(cluster, as_user, waiting_run):
     as_user("alice").reject(waiting_run, reason="wrong tag")
 
@@ -365,6 +384,22 @@ def test_pending_approvals_lists_only_runs_waiting_at_the_gate(cluster, as_user,
     assert [p.name for p in pending] == [waiting_run]
     assert (pending[0].submitter, pending[0].destination) == ("alice", REQUEST.destination)
     assert not_yet not in [p.name for p in pending]
+
+
+def test_pending_approvals_include_runs_submitted_with_argo_and_only_imagegate_templates(cluster, as_user):
+    for name, template in [("from-argo-cli", names.IMAGE_BUILD), ("someone-elses", "deploy-gate")]:
+        wf = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": name, "namespace": NS, "labels": {names.ARGO_CREATOR_LABEL: "carol"}},
+            "spec": {"workflowTemplateRef": {"name": template}},
+        }
+        cluster.put(NS, wf, "ADDED")
+        cluster.controller.reach_approval(NS, name)
+
+    pending = as_user("bob").pending_approvals()
+
+    assert [(p.name, p.submitter) for p in pending] == [("from-argo-cli", "carol")]
 
 
 def test_forbidden_is_a_typed_error(as_user, waiting_run):

@@ -24,6 +24,8 @@ from workflows.errors import ImagegateError, RejectedError
 KUBECONFIG = os.environ.get("KUBECONFIG")
 NAMESPACE = os.environ.get("IMAGEGATE_E2E_NAMESPACE", "imagegate")
 DESTINATION = os.environ.get("IMAGEGATE_E2E_DESTINATION", "registry.imagegate.svc.cluster.local:5000/e2e/app:1.0")
+# One kubeconfig plays both roles: it submits on behalf of SUBMITTER and approves as APPROVER.
+SUBMITTER, APPROVER = "imagegate-e2e-submitter", "imagegate-e2e-approver"
 TIMEOUT = float(os.environ.get("IMAGEGATE_E2E_TIMEOUT", "600"))
 REASON = (
     "needs KUBECONFIG pointing at a cluster with Argo Workflows installed "
@@ -58,7 +60,7 @@ def client():
 def run_at_gate(client):
     """GIVEN a fresh run (its own request id) waiting at its approval gate; deleted afterwards."""
     request = BuildRequest(context="e2e", destination=DESTINATION, mode="synthetic")
-    name = client.submit(request, request_id=f"e2e-{uuid.uuid4().hex[:12]}")
+    name = client.submit(request, request_id=f"e2e-{uuid.uuid4().hex[:12]}", submitter=SUBMITTER)
 
     def stop_at_gate(run: Run) -> None:
         if run.waiting_for_approval:
@@ -77,24 +79,24 @@ def test_the_submitter_cannot_approve_their_own_run(client, run_at_gate):
     if client.policy().allow_self_approval:
         pytest.skip(f"the policy in {NAMESPACE} allows self-approval")
     with pytest.raises(RejectedError):
-        client.approve(run_at_gate)
+        client.approve(run_at_gate, approver=SUBMITTER)
 
 
 def test_reject_on_a_real_cluster_ends_rejected_with_the_record(client, run_at_gate):
-    client.reject(run_at_gate, approver="imagegate-e2e-approver", reason="e2e says no")
+    client.reject(run_at_gate, approver=APPROVER, reason="e2e says no")
 
     result = client.wait(run_at_gate, timeout=TIMEOUT)
 
     assert result.status is Status.REJECTED
     assert result.approval.decision is Decision.REJECT
-    assert result.approval.approver == "imagegate-e2e-approver"
+    assert result.approval.approver == APPROVER
 
 
 def test_approve_on_a_real_cluster_ends_with_a_parsed_result_and_the_record(client, run_at_gate):
-    client.approve(run_at_gate, approver="imagegate-e2e-approver", reason="e2e says yes")
+    client.approve(run_at_gate, approver=APPROVER, reason="e2e says yes")
 
     result = client.wait(run_at_gate, timeout=TIMEOUT)
 
     assert result.status is not Status.REJECTED
-    assert (result.approval.decision, result.approval.approver) == (Decision.APPROVE, "imagegate-e2e-approver")
+    assert (result.approval.decision, result.approval.approver) == (Decision.APPROVE, APPROVER)
     assert result.approval.at is not None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import gzip
 import hashlib
 import json
@@ -365,14 +366,21 @@ class Client:
         return _result(self.get(name, namespace))
 
     def pending_approvals(self, namespace: str | None = None) -> list[PendingApproval]:
-        """Every imagegate run in the namespace whose approval gate is waiting."""
+        """Every run of imagegate's templates in the namespace whose approval gate is waiting.
+
+        Runs submitted with `argo submit --from workflowtemplate/...` count too: they are
+        found by their template reference, not by imagegate's labels.
+        """
         ns = namespace or self.namespace
         with _api_errors(f"workflows in {ns}"):
             listed = self._custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, PLURAL, label_selector=f"{names.LABEL_REQUEST_ID},{_COMPLETED_LABEL}!=true"
+                GROUP, VERSION, ns, PLURAL, label_selector=f"{_COMPLETED_LABEL}!=true"
             )
         pending = []
         for wf in listed.get("items", []):
+            ref = ((wf.get("spec") or {}).get("workflowTemplateRef") or {}).get("name")
+            if ref not in (names.IMAGE_BUILD, names.IMAGE_PUSH):
+                continue
             node = _approve_node(_nodes(wf))
             if node is None or not _waiting(node):
                 continue
@@ -451,7 +459,8 @@ class Client:
         self, name: str, decision: Decision, approver: str | None, reason: str, namespace: str | None
     ) -> Approval:
         ns = namespace or self.namespace
-        approver = approver or self.whoami()
+        caller = self.whoami()
+        approver = approver or caller
         if not approver:
             raise ClientError("cannot tell who is approving", hint="pass the approver's name (--approver)")
         outputs = {names.DECISION: decision.value, names.REASON: reason}
@@ -462,7 +471,8 @@ class Client:
                 state = "has not reached its approval gate" if node is None else f"gate is {node.get('phase')}"
                 raise NotWaitingError(f"workflow {ns}/{name} {state}", hint=f"see `imagegate status {name} -n {ns}`")
             if decision is Decision.APPROVE:
-                self._check_four_eyes(wf, approver, ns)
+                # Both who is named and who calls: a submitter cannot approve by naming someone else.
+                self._check_four_eyes(wf, {approver, caller} - {""}, ns)
             if self._server is not None:
                 # What the UI does: set the outputs on the node, then resume that node.
                 selector = f"id={node['id']}"
@@ -479,15 +489,17 @@ class Client:
             return Approval(decision=decision, approver=approver, reason=reason, at=datetime.now(UTC))
         raise ClientError(f"workflow {ns}/{name} kept changing while resuming it", hint="try again")
 
-    def _check_four_eyes(self, wf: dict[str, Any], approver: str, namespace: str) -> None:
+    def _check_four_eyes(self, wf: dict[str, Any], approvers: set[str], namespace: str) -> None:
         labels = wf["metadata"].get("labels", {})
         submitters = {labels.get(k, "").casefold() for k in (*CREATOR_LABELS, names.LABEL_SUBMITTER)} - {""}
-        candidates = {dns_friendly(approver).casefold(), dns_friendly(approver.replace("@", ".at.", 1)).casefold()}
-        if submitters & candidates and not self.policy(namespace).allow_self_approval:
-            raise RejectedError(
-                f"{approver} submitted {wf['metadata']['name']} and cannot approve it (four eyes)",
-                hint=f"ask another approver, or set allowSelfApproval in configmap {Policy.CONFIGMAP_NAME}",
-            )
+        for approver in sorted(approvers):
+            # As label values: the creator labels hold dns_friendly(user), creator-email has '@' as '.at.'.
+            candidates = {dns_friendly(approver).casefold(), dns_friendly(approver.replace("@", ".at.", 1)).casefold()}
+            if submitters & candidates and not self.policy(namespace).allow_self_approval:
+                raise RejectedError(
+                    f"{approver} submitted {wf['metadata']['name']} and cannot approve it (four eyes)",
+                    hint=f"ask another approver, or set allowSelfApproval in configmap {Policy.CONFIGMAP_NAME}",
+                )
 
     # -- wait ----------------------------------------------------------------------------------
 
@@ -574,7 +586,7 @@ class Client:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def namespace(self) -> str:
         """The default namespace: the config's, the kubeconfig context's, else imagegate's."""
         if self.config.namespace:
