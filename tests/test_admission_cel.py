@@ -1,38 +1,44 @@
-"""The admission policy's CEL, evaluated with a real CEL implementation (cel-python, `celpy`).
+"""The admission policy's CEL, evaluated with two real CEL implementations.
 
 Every variable and validation of the rendered ValidatingAdmissionPolicy is compiled and
-evaluated as the API server would: variables in order (exposed as `variables.*`), then
-each validation, with `object`, `oldObject`, `request` and `params` (the policy ConfigMap)
+evaluated as the API server does: variables in order (exposed as `variables.*`), then each
+validation, with `object`, `oldObject`, `request` and `params` (the policy ConfigMap)
 bound. A validation that does not return true denies, and its messageExpression is the
-message.
+message. Every sample is evaluated by both engines, which must agree:
 
-cel-python implements core CEL only. The policy also uses four functions of the Kubernetes
-CEL string library (cel-go `ext.Strings`, listed at
-https://kubernetes.io/docs/reference/using-api/cel/#kubernetes-cel-libraries), so this file
-registers them, written to that library's documented behaviour:
-- `<string>.split(<string>) -> list<string>`: Go `strings.Split` (empty separator splits
-  into characters; `''.split(',')` is `['']`).
-- `<string>.trim() -> string`: strips leading and trailing Unicode White_Space.
-- `<string>.lowerAscii() -> string`: lowercases ASCII letters only, other characters kept.
-- `<list<string>>.join([<string>]) -> string`: joins with the separator (default '').
-`matches` is core CEL and cel-python evaluates it with RE2, as Kubernetes does.
+- cel-python (`celpy`, pure Python). It implements core CEL only; the policy also uses
+  four functions of the Kubernetes CEL string library (cel-go `ext.Strings`, listed at
+  https://kubernetes.io/docs/reference/using-api/cel/#kubernetes-cel-libraries), so this
+  file registers them, written to that library's documented behaviour:
+  - `<string>.split(<string>) -> list<string>`: Go `strings.Split` (an empty separator
+    splits into characters; `''.split(',')` is `['']`).
+  - `<string>.trim() -> string`: strips leading and trailing Unicode White_Space.
+  - `<string>.lowerAscii() -> string`: lowercases ASCII letters only.
+  - `<list<string>>.join([<string>]) -> string`: joins with the separator (default '').
+  `matches` is core CEL; cel-python evaluates it with RE2, as Kubernetes does.
+- cel-expr-python (`cel_expr_python`, Google's wrapper of cel-cpp) with its own strings
+  extension (`ExtStrings`), so the four functions above are the CEL project's, not ours.
 
-The API server is the one fake here: nothing runs a kube-apiserver, so typed-schema
-compilation is approximated by checking every `object.spec.<field>` the expressions read
-exists in Argo's Workflow CRD (shared/argo).
+The API server is the one fake here: nothing runs a kube-apiserver, so its type-check
+against the Workflow CRD is approximated by checking every `object.spec.<field>` the
+expressions read exists in Argo's CRD (shared/argo).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import celpy
 import kubernetes_validate
 import pytest
 import yaml
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_strings
 from celpy import celtypes
 
 from steps.contract import Mode, Policy
@@ -41,6 +47,7 @@ from workflows import admission, names, rbac
 DIGEST = "sha256:" + "a" * 64
 # Unicode White_Space (what cel-go's trim strips, via unicode.IsSpace).
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+BINDINGS = ("object", "oldObject", "request", "params", "variables")
 
 
 def _split(text: celtypes.StringType, sep: celtypes.StringType) -> celtypes.ListType:
@@ -61,16 +68,62 @@ def _join(items: celtypes.ListType, sep: str = "") -> celtypes.StringType:
 
 
 KUBERNETES_STRING_EXTENSIONS = {"split": _split, "trim": _trim, "lowerAscii": _lower_ascii, "join": _join}
-ENV = celpy.Environment()
+CELPY = celpy.Environment()
+CELCPP = cel.NewEnv(variables=dict.fromkeys(BINDINGS, cel.Type.DYN), extensions=[ext_strings.ExtStrings()])
+
+
+class EvalError(Exception):
+    """An expression evaluated to a CEL error (the API server would deny: failurePolicy Fail)."""
 
 
 @cache
-def _program(expression: str) -> celpy.Runner:
-    return ENV.program(ENV.compile(expression), functions=KUBERNETES_STRING_EXTENSIONS)
+def _celpy_program(expression: str) -> celpy.Runner:
+    return CELPY.program(CELPY.compile(expression), functions=KUBERNETES_STRING_EXTENSIONS)
 
 
-def _failed(value: Any) -> bool:
-    return isinstance(value, celpy.CELEvalError)
+@cache
+def _celcpp_program(expression: str) -> Any:
+    return CELCPP.compile(expression)
+
+
+class CelPython:
+    """cel-python, with the Kubernetes string functions registered above."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.activation = {k: celpy.json_to_cel(v) for k, v in data.items()}
+        self.variables: dict[celtypes.StringType, Any] = {}
+
+    def eval(self, expression: str) -> Any:
+        self.activation["variables"] = celtypes.MapType(self.variables)
+        try:
+            value = _celpy_program(expression).evaluate(self.activation)
+        except celpy.CELEvalError as exc:
+            raise EvalError(str(exc)) from None
+        if isinstance(value, celpy.CELEvalError):
+            raise EvalError(str(value))
+        return value
+
+    def bind(self, name: str, value: Any) -> None:
+        self.variables[celtypes.StringType(name)] = value
+
+
+class CelCpp:
+    """cel-expr-python (cel-cpp) with its strings extension."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = {**data, "variables": {}}
+
+    def eval(self, expression: str) -> Any:
+        value = _celcpp_program(expression).eval(data=self.data)
+        if value.type().name() == "ERROR":
+            raise EvalError(str(value.plain_value()))
+        return value.plain_value()
+
+    def bind(self, name: str, value: Any) -> None:
+        self.data["variables"][name] = value
+
+
+ENGINES: dict[str, Callable[[dict[str, Any]], CelPython | CelCpp]] = {"cel-python": CelPython, "cel-cpp": CelCpp}
 
 
 @dataclass
@@ -85,7 +138,8 @@ class Verdict:
         return not self.messages and not self.errors
 
 
-def admit(
+def evaluate(
+    engine: str,
     workflow: dict,
     *,
     policy: Policy | None = None,
@@ -97,37 +151,34 @@ def admit(
     spec = admission.policy()["spec"]
     params = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": Policy.CONFIGMAP_NAME}}
     params["data"] = (policy or Policy()).to_configmap_data() if data is None else data
-    activation: dict[str, Any] = {
-        "object": celpy.json_to_cel(workflow),
-        "oldObject": celpy.json_to_cel(old),
-        "request": celpy.json_to_cel({"namespace": namespace, "operation": operation}),
-        "params": celpy.json_to_cel(params),
-    }
+    request = {"namespace": namespace, "operation": operation}
+    cel_env = ENGINES[engine]({"object": workflow, "oldObject": old, "request": request, "params": params})
     verdict = Verdict()
-    variables: dict[celtypes.StringType, Any] = {}
     for var in spec["variables"]:
-        activation["variables"] = celtypes.MapType(variables)
         try:
-            value = _program(var["expression"]).evaluate(activation)
-        except celpy.CELEvalError as exc:
-            value = exc
-        if _failed(value):
-            verdict.errors.append(f"variables.{var['name']}: {value}")
-        variables[celtypes.StringType(var["name"])] = value
-    activation["variables"] = celtypes.MapType(variables)
+            cel_env.bind(var["name"], cel_env.eval(var["expression"]))
+        except EvalError as exc:
+            verdict.errors.append(f"variables.{var['name']}: {exc}")
     for rule in spec["validations"]:
         try:
-            ok = _program(rule["expression"]).evaluate(activation)
-        except celpy.CELEvalError as exc:
-            ok = exc
-        if _failed(ok):
-            verdict.errors.append(f"{rule['expression'][:60]}: {ok}")
-        elif not ok:
-            message = _program(rule["messageExpression"]).evaluate(activation)
-            if _failed(message):
-                verdict.errors.append(f"messageExpression failed: {message}")
-            verdict.messages.append(str(message))
+            if not cel_env.eval(rule["expression"]):
+                verdict.messages.append(str(cel_env.eval(rule["messageExpression"])))
+        except EvalError as exc:
+            verdict.errors.append(f"{rule['expression'][:60]}: {exc}")
     return verdict
+
+
+@pytest.fixture
+def admit() -> Callable[..., Verdict]:
+    """`admit(workflow, policy=..., ...)`: the verdict, after both engines agreed on it."""
+
+    def run(workflow: dict, **kwargs: Any) -> Verdict:
+        verdicts = {engine: evaluate(engine, workflow, **kwargs) for engine in ENGINES}
+        first, *rest = verdicts.values()
+        assert all(v == first for v in rest), f"the engines disagree: {verdicts}"
+        return first
+
+    return run
 
 
 def workflow(template: str = names.IMAGE_BUILD, params: dict[str, str] | None = None, **spec: Any) -> dict:
@@ -196,13 +247,13 @@ DENIED_DESTINATIONS = {
 
 
 @pytest.mark.parametrize("destination", ALLOWED_DESTINATIONS.values(), ids=ALLOWED_DESTINATIONS.keys())
-def test_allowlisted_destinations_are_admitted(destination):
+def test_allowlisted_destinations_are_admitted(admit, destination):
     verdict = admit(build(destination), policy=POLICY)
     assert verdict.allowed, verdict
 
 
 @pytest.mark.parametrize("destination", DENIED_DESTINATIONS.values(), ids=DENIED_DESTINATIONS.keys())
-def test_destinations_outside_the_allowlist_are_denied_naming_field_and_allowlist(destination):
+def test_destinations_outside_the_allowlist_are_denied_naming_field_and_allowlist(admit, destination):
     verdict = admit(build(destination), policy=POLICY)
     assert not verdict.errors, verdict.errors
     assert verdict.messages == [
@@ -216,12 +267,12 @@ def test_destinations_outside_the_allowlist_are_denied_naming_field_and_allowlis
     ["registry.example.com", f"registry.example.com@{DIGEST}", "registry.example.com/Team/app:1", "a b/c:1"],
     ids=["host-only", "host-with-digest-only", "uppercase-path", "space"],
 )
-def test_malformed_destinations_are_denied_by_the_contract_grammar(destination):
+def test_malformed_destinations_are_denied_by_the_contract_grammar(admit, destination):
     verdict = admit(build(destination), policy=POLICY)
     assert any("is not an image reference" in m for m in verdict.messages), verdict
 
 
-def test_an_empty_allowlist_allows_no_destination():
+def test_an_empty_allowlist_allows_no_destination(admit):
     verdict = admit(build("registry.example.com/team/app:1.0"), policy=Policy())
     assert verdict.messages == [
         "spec.arguments.parameters destination registry.example.com/team/app:1.0 is not allowed: "
@@ -237,7 +288,7 @@ def test_an_empty_allowlist_allows_no_destination():
     ],
     ids=["untagged", "latest"],
 )
-def test_tag_rules_follow_the_policy(destination, message):
+def test_tag_rules_follow_the_policy(admit, destination, message):
     denied = admit(build(destination), policy=POLICY)
     assert len(denied.messages) == 1 and message in denied.messages[0], denied
     lax = POLICY.model_copy(update={"require_tag": False, "forbid_latest": False})
@@ -247,17 +298,17 @@ def test_tag_rules_follow_the_policy(destination, message):
 # --- parameters ---------------------------------------------------------------------------
 
 
-def test_missing_parameters_are_denied_naming_each():
+def test_missing_parameters_are_denied_naming_each(admit):
     verdict = admit(workflow(params={}), policy=POLICY)
     assert verdict.messages == ["spec.arguments.parameters must give context, destination for image-build"]
 
 
-def test_missing_destination_is_denied():
+def test_missing_destination_is_denied(admit):
     verdict = admit(workflow(params={"context": "src"}), policy=POLICY)
     assert verdict.messages == ["spec.arguments.parameters must give destination for image-build"]
 
 
-def test_destination_from_valuefrom_is_denied_because_admission_cannot_see_it():
+def test_destination_from_valuefrom_is_denied_because_admission_cannot_see_it(admit):
     wf = workflow(params={"context": "src"})
     wf["spec"]["arguments"]["parameters"].append(
         {"name": "destination", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "dest"}}}
@@ -267,14 +318,14 @@ def test_destination_from_valuefrom_is_denied_because_admission_cannot_see_it():
     assert "spec.arguments.parameters must give destination for image-build" in verdict.messages
 
 
-def test_a_parameter_given_twice_is_denied():
+def test_a_parameter_given_twice_is_denied(admit):
     wf = build("registry.example.com/team/app:1.0")
     wf["spec"]["arguments"]["parameters"].append({"name": "destination", "value": "evil.io/x:1"})
     verdict = admit(wf, policy=POLICY)
     assert "spec.arguments.parameters names destination more than once: give each once" in verdict.messages
 
 
-def test_unknown_parameters_are_denied_listing_what_the_template_takes():
+def test_unknown_parameters_are_denied_listing_what_the_template_takes(admit):
     verdict = admit(build("registry.example.com/team/app:1.0", registry="evil.io"), policy=POLICY)
     assert verdict.messages == [
         "spec.arguments.parameters registry unknown: image-build takes context, dockerfile, destination, "
@@ -282,7 +333,7 @@ def test_unknown_parameters_are_denied_listing_what_the_template_takes():
     ]
 
 
-def test_argo_expressions_in_parameter_values_are_denied():
+def test_argo_expressions_in_parameter_values_are_denied(admit):
     verdict = admit(build("registry.example.com/team/{{workflow.name}}:1"), policy=POLICY)
     assert "spec.arguments.parameters destination contain '{{'" in verdict.messages[0]
 
@@ -291,19 +342,19 @@ def test_argo_expressions_in_parameter_values_are_denied():
 
 
 @pytest.mark.parametrize("mode", ["auto", "kaniko", "buildkit", "synthetic"])
-def test_allowed_modes_are_admitted(mode):
+def test_allowed_modes_are_admitted(admit, mode):
     assert admit(build("registry.example.com/team/app:1.0", mode=mode), policy=POLICY).allowed
 
 
 @pytest.mark.parametrize("mode", ["runner", "Kaniko", "podman"], ids=["not-allowlisted", "wrong-case", "unknown"])
-def test_modes_outside_the_policy_are_denied_listing_the_allowed(mode):
+def test_modes_outside_the_policy_are_denied_listing_the_allowed(admit, mode):
     verdict = admit(build("registry.example.com/team/app:1.0", mode=mode), policy=POLICY)
     assert verdict.messages == [
         f"spec.arguments.parameters mode {mode} is not allowed: allowedModes are auto, kaniko, buildkit, synthetic"
     ]
 
 
-def test_the_default_mode_must_be_allowed_too():
+def test_the_default_mode_must_be_allowed_too(admit):
     policy = POLICY.model_copy(update={"allowed_modes": [Mode.KANIKO]})
     verdict = admit(build("registry.example.com/team/app:1.0"), policy=policy)
     assert verdict.messages == ["spec.arguments.parameters mode auto is not allowed: allowedModes are kaniko"]
@@ -312,18 +363,18 @@ def test_the_default_mode_must_be_allowed_too():
 @pytest.mark.parametrize(
     "extra", [{"strict": "false"}, {}, {"strict": "maybe"}], ids=["strict-false", "strict-default", "strict-garbage"]
 )
-def test_non_strict_requests_are_denied_where_synthetic_results_are_forbidden(extra):
+def test_non_strict_requests_are_denied_where_synthetic_results_are_forbidden(admit, extra):
     verdict = admit(build("registry.example.com/team/app:1.0", **extra), policy=STRICT_POLICY)
     assert len(verdict.messages) == 1 and verdict.messages[0].startswith("spec.arguments.parameters strict is ")
     assert "allowSynthetic: false" in verdict.messages[0] and "strict=true" in verdict.messages[0]
 
 
 @pytest.mark.parametrize("strict", ["true", "True", "yes"])
-def test_strict_requests_are_admitted_where_synthetic_results_are_forbidden(strict):
+def test_strict_requests_are_admitted_where_synthetic_results_are_forbidden(admit, strict):
     assert admit(build("registry.example.com/team/app:1.0", strict=strict), policy=STRICT_POLICY).allowed
 
 
-def test_synthetic_mode_is_denied_where_synthetic_results_are_forbidden():
+def test_synthetic_mode_is_denied_where_synthetic_results_are_forbidden(admit):
     verdict = admit(build("registry.example.com/team/app:1.0", mode="synthetic", strict="true"), policy=STRICT_POLICY)
     assert verdict.messages == [
         "spec.arguments.parameters mode synthetic is not allowed: allowedModes are auto, kaniko, buildkit"
@@ -333,12 +384,12 @@ def test_synthetic_mode_is_denied_where_synthetic_results_are_forbidden():
 # --- namespace, service account, podSpecPatch, overrides -----------------------------------
 
 
-def test_a_namespace_outside_the_allowlist_is_denied():
+def test_a_namespace_outside_the_allowlist_is_denied(admit):
     verdict = admit(build("registry.example.com/team/app:1.0"), policy=POLICY, namespace="team-x")
     assert verdict.messages == ["metadata.namespace team-x is not allowed: allowedNamespaces are imagegate, ci"]
 
 
-def test_an_empty_namespace_allowlist_allows_any_namespace():
+def test_an_empty_namespace_allowlist_allows_any_namespace(admit):
     policy = POLICY.model_copy(update={"allowed_namespaces": []})
     assert admit(build("registry.example.com/team/app:1.0"), policy=policy, namespace="team-x").allowed
 
@@ -351,7 +402,7 @@ def test_an_empty_namespace_allowlist_allows_any_namespace():
     ],
     ids=["default-sa", "privileged-sa"],
 )
-def test_overriding_the_service_account_is_denied(spec):
+def test_overriding_the_service_account_is_denied(admit, spec):
     verdict = admit(workflow(**spec), policy=POLICY)
     assert verdict.messages == [
         "spec.serviceAccountName (and executor, templateDefaults, templates[] ServiceAccounts) must be one of "
@@ -359,17 +410,17 @@ def test_overriding_the_service_account_is_denied(spec):
     ]
 
 
-def test_naming_the_allowed_service_account_is_admitted():
+def test_naming_the_allowed_service_account_is_admitted(admit):
     assert admit(workflow(serviceAccountName=names.SERVICE_ACCOUNT), policy=POLICY).allowed
 
 
-def test_overriding_the_executor_service_account_is_denied():
+def test_overriding_the_executor_service_account_is_denied(admit):
     verdict = admit(workflow(executor={"serviceAccountName": "argo-server"}), policy=POLICY)
     assert any(m.startswith("spec.serviceAccountName (and executor") for m in verdict.messages)
     assert any(m.startswith("spec.executor must not be set") for m in verdict.messages)
 
 
-def test_pod_spec_patch_is_denied():
+def test_pod_spec_patch_is_denied(admit):
     patch = '{"containers":[{"name":"main","securityContext":{"privileged":true}}]}'
     verdict = admit(workflow(podSpecPatch=patch), policy=POLICY)
     assert verdict.messages == [
@@ -378,13 +429,27 @@ def test_pod_spec_patch_is_denied():
     ]
 
 
+@cache
+def _spec_schema(shared: Path) -> dict:
+    """WorkflowSpec's properties in Argo's full Workflow CRD (parsed once: it is 46k lines)."""
+    text = (shared / "argo/manifests/base/crds/full/argoproj.io_workflows.yaml").read_text()
+    crd = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+
+
+# A value of the right JSON type for each field, as the CRD's schema would admit it.
+SAMPLE_BY_TYPE = {"array": [{"name": "x"}], "string": "x", "boolean": True, "object": {"x": "y"}}
+
+
 @pytest.mark.parametrize("field", sorted(admission.OVERRIDES), ids=str)
-def test_every_override_of_our_templates_is_denied_naming_the_field(field):
-    verdict = admit(workflow(**{field: {"x": "y"} if field != "hostNetwork" else True}), policy=POLICY)
+def test_every_override_of_our_templates_is_denied_naming_the_field(admit, field, shared):
+    value = SAMPLE_BY_TYPE[_spec_schema(shared)[field].get("type", "object")]
+    verdict = admit(workflow(**{field: value}), policy=POLICY)
+    assert not verdict.errors, verdict.errors
     assert f"spec.{field} must not be set on a Workflow that references image-build: " in " ".join(verdict.messages)
 
 
-def test_entrypoint_override_that_would_skip_the_approval_is_denied():
+def test_entrypoint_override_that_would_skip_the_approval_is_denied(admit):
     verdict = admit(workflow(entrypoint=names.PUSH), policy=POLICY)
     assert verdict.messages == [
         "spec.entrypoint must not be set on a Workflow that references image-build: it starts at another "
@@ -392,7 +457,7 @@ def test_entrypoint_override_that_would_skip_the_approval_is_denied():
     ]
 
 
-def test_a_cluster_scoped_template_named_like_ours_is_denied():
+def test_a_cluster_scoped_template_named_like_ours_is_denied(admit):
     wf = workflow()
     wf["spec"]["workflowTemplateRef"]["clusterScope"] = True
     verdict = admit(wf, policy=POLICY)
@@ -404,7 +469,7 @@ def test_a_cluster_scoped_template_named_like_ours_is_denied():
 # --- inline workflows -----------------------------------------------------------------------
 
 
-def test_inline_templates_in_an_imagegate_namespace_are_denied():
+def test_inline_templates_in_an_imagegate_namespace_are_denied(admit):
     verdict = admit(inline(serviceAccountName=names.SERVICE_ACCOUNT), policy=POLICY, namespace="ci")
     assert verdict.messages == [
         "spec.workflowTemplateRef must name image-build or image-push in namespace ci: the policy "
@@ -412,12 +477,12 @@ def test_inline_templates_in_an_imagegate_namespace_are_denied():
     ]
 
 
-def test_inline_templates_are_allowed_when_the_policy_does_not_require_references():
+def test_inline_templates_are_allowed_when_the_policy_does_not_require_references(admit):
     policy = POLICY.model_copy(update={"require_template_ref": False})
     assert admit(inline(serviceAccountName=names.SERVICE_ACCOUNT), policy=policy).allowed
 
 
-def test_inline_workflows_still_may_not_patch_pods_or_change_service_account():
+def test_inline_workflows_still_may_not_patch_pods_or_change_service_account(admit):
     policy = POLICY.model_copy(update={"require_template_ref": False})
     wf = inline(serviceAccountName=names.SERVICE_ACCOUNT)
     wf["spec"]["templates"][0]["podSpecPatch"] = '{"volumes":[]}'
@@ -428,7 +493,7 @@ def test_inline_workflows_still_may_not_patch_pods_or_change_service_account():
     assert verdict.messages[1].startswith("spec.podSpecPatch, templateDefaults.podSpecPatch and templates[]")
 
 
-def test_inline_workflows_must_name_an_allowed_service_account_explicitly():
+def test_inline_workflows_must_name_an_allowed_service_account_explicitly(admit):
     policy = POLICY.model_copy(update={"require_template_ref": False})
     verdict = admit(inline(), policy=policy)
     assert verdict.messages == [
@@ -437,14 +502,14 @@ def test_inline_workflows_must_name_an_allowed_service_account_explicitly():
     ]
 
 
-def test_workflows_in_other_namespaces_that_do_not_use_imagegate_are_left_alone():
+def test_workflows_in_other_namespaces_that_do_not_use_imagegate_are_left_alone(admit):
     assert admit(inline(podSpecPatch="{}"), policy=POLICY, namespace="team-x").allowed
 
 
 # --- image-push -----------------------------------------------------------------------------
 
 
-def test_image_push_is_checked_with_its_own_parameters():
+def test_image_push_is_checked_with_its_own_parameters(admit):
     ok = workflow(names.IMAGE_PUSH, {"source": "docker://r.io/a:1", "destination": "ghcr.io/acme/a:1"})
     assert admit(ok, policy=POLICY).allowed
     bad = workflow(names.IMAGE_PUSH, {"source": "docker://r.io/a:1", "destination": "ghcr.io/acmex/a:1", "mode": "x"})
@@ -456,21 +521,21 @@ def test_image_push_is_checked_with_its_own_parameters():
 # --- UPDATE ---------------------------------------------------------------------------------
 
 
-def test_status_updates_pass_even_after_the_policy_narrowed():
+def test_status_updates_pass_even_after_the_policy_narrowed(admit):
     old = build("registry.example.com/team/app:1.0")
     new = {**old, "status": {"phase": "Running"}}
     narrowed = POLICY.model_copy(update={"allowed_registries": ["ghcr.io/acme"]})
     assert admit(new, policy=narrowed, operation="UPDATE", old=old).allowed
 
 
-def test_changing_the_destination_after_approval_is_denied():
+def test_changing_the_destination_after_approval_is_denied(admit):
     old = build("registry.example.com/team/app:1.0")
     new = build("registry.example.com/other/app:1.0")  # argo retry -p destination=... does this
     verdict = admit(new, policy=POLICY, operation="UPDATE", old=old)
     assert verdict.messages == ["spec.arguments cannot change after creation: submit a new Workflow instead"]
 
 
-def test_adding_an_override_on_update_is_denied():
+def test_adding_an_override_on_update_is_denied(admit):
     old = build("registry.example.com/team/app:1.0")
     new = build("registry.example.com/team/app:1.0")
     new["spec"]["podSpecPatch"] = "{}"
@@ -484,14 +549,14 @@ def test_adding_an_override_on_update_is_denied():
 # --- the params ConfigMap ------------------------------------------------------------------
 
 
-def test_missing_policy_keys_fall_back_to_the_model_defaults():
+def test_missing_policy_keys_fall_back_to_the_model_defaults(admit):
     data = POLICY.to_configmap_data()
     data.pop("allowSynthetic")  # default true
     data.pop("allowedServiceAccounts")  # default imagegate-workflow
     assert admit(workflow(serviceAccountName=names.SERVICE_ACCOUNT), data=data).allowed
 
 
-def test_policy_lists_tolerate_spaces_and_empty_items_as_the_model_does():
+def test_policy_lists_tolerate_spaces_and_empty_items_as_the_model_does(admit):
     data = {**POLICY.to_configmap_data(), "allowedRegistries": " ghcr.io/acme , ,registry.example.com "}
     assert Policy.from_configmap_data(data).allowed_registries == ["ghcr.io/acme", "registry.example.com"]
     assert admit(build("registry.example.com/team/app:1.0"), data=data).allowed
@@ -507,7 +572,7 @@ def test_policy_lists_tolerate_spaces_and_empty_items_as_the_model_does():
     ],
     ids=["require-garbage-is-true", "require-False", "allow-garbage-is-false", "allow-YES"],
 )
-def test_unparseable_policy_flags_read_as_the_safe_choice(key, value, expect_denied):
+def test_unparseable_policy_flags_read_as_the_safe_choice(admit, key, value, expect_denied):
     data = {**POLICY.to_configmap_data(), key: value}
     wf = inline(serviceAccountName=names.SERVICE_ACCOUNT) if key == "requireTemplateRef" else workflow()
     verdict = admit(wf, data=data)
@@ -515,7 +580,7 @@ def test_unparseable_policy_flags_read_as_the_safe_choice(key, value, expect_den
     assert verdict.allowed is not expect_denied, verdict
 
 
-def test_a_configmap_without_data_denies_as_the_empty_policy_does():
+def test_a_configmap_without_data_denies_as_the_empty_policy_does(admit):
     verdict = admit(workflow(), data={})
     assert verdict.messages and "allowedRegistries are (none)" in verdict.messages[-1]
 
@@ -547,8 +612,7 @@ def test_every_validation_has_a_static_message_and_a_message_expression():
 
 
 def test_every_spec_field_the_expressions_read_exists_in_the_argo_crd(shared):
-    crd = yaml.safe_load((shared / "argo/manifests/base/crds/full/argoproj.io_workflows.yaml").read_text())
-    spec_props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    spec_props = _spec_schema(shared)
     template_props = spec_props["templates"]["items"]["properties"]
     parameter_props = spec_props["arguments"]["properties"]["parameters"]["items"]["properties"]
     text = yaml.safe_dump(admission.policy())
@@ -558,9 +622,30 @@ def test_every_spec_field_the_expressions_read_exists_in_the_argo_crd(shared):
     assert set(re.findall(r"workflowTemplateRef\.(\w+)", text)) <= set(spec_props["workflowTemplateRef"]["properties"])
 
 
-def test_every_expression_compiles():
+@pytest.mark.parametrize("compile_", [_celpy_program, _celcpp_program], ids=list(ENGINES))
+def test_every_expression_compiles(compile_):
     spec = admission.policy()["spec"]
     for text in [v["expression"] for v in spec["variables"]] + [
         t for rule in spec["validations"] for t in (rule["expression"], rule["messageExpression"])
     ]:
-        _program(text)
+        compile_(text)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "'a,,b'.split(',')",
+        "''.split(',')",
+        "'abc'.split('')",
+        "' \\u00a0x y\\u2003\\n'.trim()",
+        "'\\u200bx'.trim()",
+        "'RÉGISTRY.Example'.lowerAscii()",
+        "['a', 'b'].join()",
+        "['a', 'b'].join(', ')",
+        "[].join(',')",
+    ],
+)
+def test_the_registered_string_functions_behave_as_cel_cpp_s(expression):
+    mine = CelPython({}).eval(expression)
+    theirs = CelCpp({}).eval(expression)
+    assert (list(map(str, mine)) if isinstance(mine, list) else str(mine)) == theirs
