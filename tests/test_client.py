@@ -15,7 +15,7 @@ import pytest
 from fake_cluster import DISCONNECT, schema_errors, started
 
 from steps.contract import BuildRequest, BuildResult, Classification, Decision, FailureClass, PushSkippedReason, Status
-from workflows import names
+from workflows import names, rbac
 from workflows.client import ACCESS, Client, ClusterConfig, dns_friendly
 from workflows.errors import (
     ForbiddenError,
@@ -460,3 +460,30 @@ def test_the_e2e_suite_passes_against_the_fake_controller(cluster, tmp_path):
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+def test_the_rendered_roles_grant_what_submitting_and_approving_need(tmp_path):
+    # GIVEN fake users holding exactly the rules of workflows/rbac.py's submitter and approver Roles
+    def rules(role):
+        (obj,) = [o for o in rbac.manifests() if o["kind"] == "Role" and o["metadata"]["name"] == role]
+        return {(res, verb) for rule in obj["rules"] for res in rule["resources"] for verb in rule["verbs"]}
+
+    with started(tmp_path) as fake:
+        fake.add_user("ci", rules(rbac.SUBMITTER_ROLE))
+        fake.add_user("reviewer", rules(rbac.APPROVER_ROLE))
+        fake.kubeconfig(tmp_path / "kubeconfig", NS)
+        ci, reviewer = (
+            Client(ClusterConfig(kubeconfig=str(tmp_path / "kubeconfig"), context=u)) for u in ("ci", "reviewer")
+        )
+        # WHEN CI submits, the reviewer finds and approves the run, and CI waits for it
+        name = ci.submit(REQUEST)
+        fake.controller.reach_approval(NS, name)
+        (pending,) = reviewer.pending_approvals()
+        reviewer.approve(pending.name)
+        _finish_after_approval(fake, name, SUCCEEDED)
+        result = ci.wait(name, timeout=60)
+        # THEN nothing was refused, and the submitter's Role cannot resume a gate
+        assert result.approval.approver == "reviewer"
+        assert ("workflows", "update") not in rules(rbac.SUBMITTER_ROLE)
+        ci.close()
+        reviewer.close()
