@@ -18,6 +18,7 @@ from steps.contract import BuildRequest, BuildResult, Classification, Decision, 
 from workflows import names, rbac
 from workflows.client import ACCESS, Client, ClusterConfig, dns_friendly
 from workflows.errors import (
+    ClientError,
     ForbiddenError,
     NotFoundError,
     NotWaitingError,
@@ -121,6 +122,15 @@ def test_a_new_request_id_makes_a_new_run_of_the_same_request(cluster, as_user):
 
     assert first != second
     assert cluster.workflows[(NS, second)]["metadata"]["labels"][names.LABEL_REQUEST_ID] == "ci-1002"
+
+
+def test_a_request_id_reused_for_another_request_is_refused(as_user):
+    alice = as_user("alice")
+    alice.submit(REQUEST, request_id="ci-1001")
+    other = REQUEST.model_copy(update={"destination": "registry.example.com/team/other:1.0"})
+
+    with pytest.raises(ClientError, match="other parameters"):
+        alice.submit(other, request_id="ci-1001")
 
 
 def test_an_invalid_request_never_reaches_the_cluster(cluster, as_user):

@@ -180,11 +180,6 @@ class Run(BaseModel):
     ui_url: str | None = None
     message: str = ""
 
-    @property
-    def done(self) -> bool:
-        """The workflow finished (whatever the result says)."""
-        return self.phase in _DONE_PHASES
-
     def tree(self, wide: bool = False) -> str:
         """The run as `argo get` draws it: one line per task, the approval prompt, the UI link.
 
@@ -323,7 +318,7 @@ class Client:
         Raises:
             RequestError: the request breaks the contract.
             ForbiddenError: RBAC refuses creating workflows.
-            ClientError: the name is taken by a run of another request id.
+            ClientError: the request id was used before for other parameters.
         """
         body = self.workflow(
             request, namespace=namespace, labels=labels, request_id=request_id, submitter=submitter or self.whoami()
@@ -334,10 +329,12 @@ class Client:
                 self._custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
         except _Conflict:
             existing = self.get(name, ns)
-            wanted = body["metadata"]["labels"][names.LABEL_REQUEST_ID]
-            if existing["metadata"].get("labels", {}).get(names.LABEL_REQUEST_ID) != wanted:
+            request_id = body["metadata"]["labels"][names.LABEL_REQUEST_ID]
+            same_id = existing["metadata"].get("labels", {}).get(names.LABEL_REQUEST_ID) == request_id
+            if not same_id or _arguments(existing) != _arguments(body):
                 raise ClientError(
-                    f"workflow {ns}/{name} exists for another request id", hint="pass a different request id"
+                    f"workflow {ns}/{name} exists for request id {request_id} with other parameters",
+                    hint="a request id names one request: pass a new one for a different build",
                 ) from None
         return name
 
@@ -441,6 +438,9 @@ class Client:
         self, name: str, approver: str | None = None, reason: str = "", namespace: str | None = None
     ) -> Approval:
         """Resume the run's approval gate with `approve`; returns the approval record.
+
+        Through the Argo Server, Argo labels the token's user as the actor, and the result's
+        approval block reports that user; `approver` (default: the token's user) is checked.
 
         Raises:
             NotWaitingError: the gate is not waiting (not reached yet, or already decided).
