@@ -21,6 +21,7 @@ startsWith endsWith matches`, and the functions in `_FUNCTIONS`); anything else 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -377,6 +378,7 @@ class _GParser:
         return _GNode("lit", tok.value)
 
 
+@functools.lru_cache(maxsize=4096)  # pure: the same text always parses the same (immutable tree)
 def parse_when(text: str) -> _GNode:
     """Parse a substituted `when` as Argo does: govaluate with bare words turned into strings.
 
@@ -698,6 +700,7 @@ class _ExprParser:
                 return node
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_expr(text: str) -> _Expr:
     """Parse an expr-lang expression (the subset described in the module docstring).
 

@@ -11,11 +11,9 @@ shared/research/argo.md section 1 (argoproj/argo-workflows v4.1.2 workflow/valid
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
 from enum import StrEnum
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -252,62 +250,33 @@ def _rule(rule_id: str, severity: Severity, hint: str) -> Callable[[RuleFn], Rul
     return register
 
 
-@cache
-def _schema() -> dict[str, Any] | None:
-    for candidate in _schema_candidates():
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
+_PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
 
 
-def _schema_candidates() -> list[Path]:
-    import os
-
-    here = Path(__file__).resolve().parent
-    env = os.environ.get("IMAGEGATE_ARGO_SCHEMA")
-    return [Path(env)] if env else [here.parent.parent / "shared" / "argo" / "api" / "jsonschema" / "schema.json"]
+def _location(path: str) -> Location:
+    """`spec.templates[0].container` as a location (keys holding dots resolve to their parent)."""
+    return tuple(int(i) if i else k for i, k in _PATH_PART.findall(path))
 
 
-def _resolve(schema: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
-    while "$ref" in node:
-        node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
-    return node
+@_rule("schema", Severity.ERROR, "fix the field to match the Argo v4.1.2 schema and CRD (shared/argo/)")
+def _schema_rule(doc: Doc) -> Iterator[Finding | tuple[Location, str, Severity]]:
+    """The object validates against the official Argo JSON schema and CRD, with no unknown fields.
 
+    The CRD check is strict like `argo lint` (workflow/common/parse.go:84-110); both come from
+    `workflows.schemas`, which render's tests use too.
+    """
+    from workflows import schemas
 
-def _unknown_fields(schema: Mapping[str, Any], node: Mapping[str, Any], value: Any, loc: Location) -> Iterator[Finding]:
-    node = _resolve(schema, node)
-    if isinstance(value, dict) and "properties" in node:
-        props = node["properties"]
-        extra = node.get("additionalProperties")
-        for key, child in value.items():
-            if key in props:
-                yield from _unknown_fields(schema, props[key], child, (*loc, key))
-            elif extra is None and "patternProperties" not in node:
-                yield (*loc, key), f"unknown field {key!r} (argo lint --strict rejects unknown fields)"
-    elif isinstance(value, dict) and isinstance(node.get("additionalProperties"), dict):
-        for key, child in value.items():
-            yield from _unknown_fields(schema, node["additionalProperties"], child, (*loc, key))
-    elif isinstance(value, list) and isinstance(node.get("items"), dict):
-        for i, child in enumerate(value):
-            yield from _unknown_fields(schema, node["items"], child, (*loc, i))
-
-
-@_rule(
-    "schema", Severity.ERROR, "fix the field to match the Argo v4.1.2 schema (shared/argo/api/jsonschema/schema.json)"
-)
-def _schema_rule(doc: Doc) -> Iterator[Finding]:
-    """The object validates against the official Argo JSON schema, with no unknown fields."""
-    import jsonschema
-
-    schema = _schema()
-    if schema is None:
-        yield (), "the Argo JSON schema was not found: schema not checked"
+    try:
+        found = schemas.validate_object(doc.m.data)
+    except TemplateError as exc:
+        yield (), f"schema not checked: {exc}", Severity.WARNING
         return
-    definition = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{doc.m.kind}"}
-    validator = jsonschema.Draft202012Validator({"definitions": schema["definitions"], **definition})
-    for err in sorted(validator.iter_errors(doc.m.data), key=lambda e: list(e.absolute_path)):
-        yield tuple(err.absolute_path), f"schema: {err.message[:200]}"
-    yield from _unknown_fields(schema, definition, doc.m.data, ())
+    seen: set[tuple[str, str]] = set()
+    for finding in found:
+        if (finding.path, finding.message) not in seen:  # the JSON schema and the CRD often agree
+            seen.add((finding.path, finding.message))
+            yield _location(finding.path), f"{finding.message[:200]} ({finding.schema_})"
 
 
 def _template_refs(doc: Doc) -> Iterator[tuple[Location, str, bool]]:
@@ -977,7 +946,7 @@ def _explore(
             widths.append(len(opts))
             return opts[choices[k] if k < len(choices) else 0]
 
-        result = Evaluator(doc.m, params, fill_missing="placeholder").run(execute)
+        result = Evaluator(doc.m, params, fill_missing="placeholder", render_leaves=False).run(execute)
         runs += 1
         gate_node = next((n for n in result.nodes if n.name == gate), None)
         if gate_node is None or gate not in result.order:

@@ -246,8 +246,18 @@ class Evaluator:
         params: Mapping[str, str] | None = None,
         *,
         fill_missing: str | None = None,
+        render_leaves: bool = True,
     ) -> None:
-        """Prepare a run of `doc` with `params`; `fill_missing` stands in for parameters with no value (lint)."""
+        """Prepare a run of `doc` with `params`.
+
+        Args:
+            doc: the rendered Workflow/WorkflowTemplate.
+            params: workflow parameters; the others take their declared values.
+            fill_missing: stands in for parameters with no value (lint explores templates unsubmitted).
+            render_leaves: substitute each leaf's template for `LeafCall.template`; lint, which only
+                routes, turns it off and a leaf then gets its template as written.
+        """
+        self.render_leaves = render_leaves
         self.doc = doc if isinstance(doc, Manifest) else Manifest(path="<memory>", index=0, data=dict(doc))
         self.spec = self.doc.spec
         self.templates = {t.get("name"): t for _, t in self.doc.templates()}
@@ -430,10 +440,9 @@ class Evaluator:
         self, name: str, task: str, template_name: str, template: Mapping[str, Any], kind: str,
         scope: Mapping[str, Any], inputs: dict[str, str], exit_handler: bool, meta: Mapping[str, Any],
     ) -> Node:  # fmt: skip
-        rendered = render(dict(template), scope)
-        left = {
-            t for t in find_tags(json.dumps(rendered)) if not t.startswith("=") and not t.startswith(_RUNTIME_PREFIXES)
-        }
+        rendered = render(dict(template), scope) if self.render_leaves else dict(template)
+        tags = find_tags(json.dumps(rendered)) if self.render_leaves else []
+        left = {t for t in tags if not t.startswith("=") and not t.startswith(_RUNTIME_PREFIXES)}
         if left:
             return self._record(Node(name=name, template=template_name, kind=kind, phase=Phase.ERROR, pods=0,
                                      reason=f"failed to resolve {{{{{sorted(left)[0]}}}}}", inputs=inputs,
