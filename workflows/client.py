@@ -96,6 +96,9 @@ _COMPLETED_LABEL = _ARGO_LABEL + "completed"
 _DONE_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 # A label value: at most 63 characters, alphanumeric at both ends.
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+# How long one watch request lasts before it is renewed from its resourceVersion; bounded so a
+# connection that died silently (a NAT timeout) costs minutes, not the whole wait (client-go uses 5-10 min).
+_WATCH_SECONDS = 300
 # Attempts at a read-modify-write of the Workflow before giving up on conflicts (argo retries likewise).
 _CONFLICT_RETRIES = 5
 
@@ -549,8 +552,8 @@ class Client:
                 field_selector=f"metadata.name={name}",
                 resource_version=rv,
                 allow_watch_bookmarks=True,
-                timeout_seconds=max(1, math.ceil(remaining)),
-                _request_timeout=remaining + 30,
+                timeout_seconds=max(1, math.ceil(min(remaining, _WATCH_SECONDS))),
+                _request_timeout=min(remaining, _WATCH_SECONDS) + 30,
             )
             try:
                 with contextlib.closing(stream):
@@ -593,7 +596,11 @@ class Client:
             return self.config.namespace
         from workflows import rbac
 
-        return (self._context() or {}).get("context", {}).get("namespace") or rbac.NAMESPACE
+        context = (self._context() or {}).get("context", {}).get("namespace")
+        if context is None and _in_cluster(self.config) and os.path.isfile(_POD_NAMESPACE):
+            with open(_POD_NAMESPACE) as f:
+                return f.read().strip()
+        return context or rbac.NAMESPACE
 
     def _context(self) -> dict[str, Any] | None:
         from kubernetes import config
@@ -615,9 +622,16 @@ class Client:
             try:
                 self._api_client = config.new_client_from_config(self.config.kubeconfig, self.config.context)
             except (ConfigException, OSError) as exc:
-                raise ConfigError(
-                    f"no usable kubeconfig: {exc}", hint="set KUBECONFIG or pass --context naming a cluster"
-                ) from None
+                if not _in_cluster(self.config):
+                    raise ConfigError(
+                        f"no usable kubeconfig: {exc}", hint="set KUBECONFIG or pass --context naming a cluster"
+                    ) from None
+                from kubernetes import client as k8s
+
+                # A pod (the workspace platform): its ServiceAccount token, as kubectl does in-cluster.
+                in_cluster = k8s.Configuration()
+                config.load_incluster_config(client_configuration=in_cluster)
+                self._api_client = k8s.ApiClient(in_cluster)
         return self._api_client
 
     @property
@@ -668,6 +682,14 @@ class Client:
             ui_url=self._ui_url(meta.get("namespace", self.namespace), meta["name"]),
             message=status.get("message", ""),
         )
+
+
+_POD_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _in_cluster(config: ClusterConfig) -> bool:
+    """Running in a pod and not pointed at a kubeconfig: use the pod's ServiceAccount."""
+    return not (config.kubeconfig or config.context) and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 class _Conflict(Exception):
