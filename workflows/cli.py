@@ -195,7 +195,7 @@ def _submit(args: argparse.Namespace) -> int:
             raise RequestError(str(exc)) from None
         if args.dry_run:
             wf = client.workflow(request, labels=labels, request_id=args.request_id, submitter=args.submitter)
-            _print(wf, args.output or "yaml", "")
+            _print(wf, "json" if args.output == "json" else "yaml", "")
             return status_codes.SUCCESS
         name = client.submit(request, labels=labels, request_id=args.request_id, submitter=args.submitter)
         if not args.wait:
