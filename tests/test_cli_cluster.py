@@ -114,6 +114,14 @@ def test_a_bad_parameter_names_the_field_and_creates_nothing(cluster, capsys):
     assert cluster.workflows == {}
 
 
+def test_a_bad_wait_timeout_is_refused_before_anything_is_submitted(cluster, capsys):
+    code, _, err = _run(capsys, "submit", *PARAMS, "--wait", "--timeout", "soon")
+
+    assert code == status_codes.ERROR
+    assert err.startswith("RequestError: --timeout:")
+    assert cluster.workflows == {}
+
+
 def test_submit_prints_the_run_name_and_a_repeat_prints_the_same(cluster, capsys):
     first = _submitted(cluster, capsys, "-l", "team=payments")
     second = _submitted(cluster, capsys, "-l", "team=payments")

@@ -184,6 +184,7 @@ def _submit(args: argparse.Namespace) -> int:
 
     params = parse_params(args.parameter)
     labels = parse_params(args.labels.split(",") if args.labels else None)
+    timeout = _timeout(args)  # before submitting: a bad --timeout must not leave a run behind
     with _client(args) as client:
         if "mode" not in params:
             params["mode"] = default_mode(Policy() if args.dry_run else client.policy()).value
@@ -202,7 +203,7 @@ def _submit(args: argparse.Namespace) -> int:
             _print(client.status(name), args.output, name)
             return status_codes.SUCCESS
         print(name, file=sys.stderr)
-        return _wait_and_report(client, name, args)
+        return _wait_and_report(client, name, timeout, args.output)
 
 
 def _add_decide(sub: argparse._SubParsersAction, command: str) -> None:
@@ -239,21 +240,25 @@ def _add_wait(sub: argparse._SubParsersAction) -> None:
 
 
 def _wait(args: argparse.Namespace) -> int:
+    timeout = _timeout(args)
     with _client(args) as client:
-        return _wait_and_report(client, args.name, args)
+        return _wait_and_report(client, args.name, timeout, args.output)
 
 
-def _wait_and_report(client: Any, name: str, args: argparse.Namespace) -> int:
+def _timeout(args: argparse.Namespace) -> float:
     from steps.contract import parse_duration
 
     try:
-        timeout = parse_duration(args.timeout)
+        return parse_duration(args.timeout)
     except ValueError as exc:
         raise RequestError(f"--timeout: {exc}") from None
+
+
+def _wait_and_report(client: Any, name: str, timeout: float, output: str | None) -> int:
     result = client.wait(name, timeout=timeout, on_progress=_LiveTree(sys.stderr))
     approval = f"({result.approval.decision.value} by {result.approval.approver})" if result.approval else None
     summary = " ".join(filter(None, [result.status.value, result.image, result.digest, approval]))
-    _print(result, args.output, summary)
+    _print(result, output, summary)
     return status_codes.for_status(result.status)
 
 
