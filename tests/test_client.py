@@ -182,6 +182,18 @@ def test_approve_works_on_compressed_node_status(cluster, as_user):
     assert run.approval.decision is Decision.APPROVE
 
 
+def test_nodes_offloaded_to_argos_database_need_the_argo_server(cluster, as_user, waiting_run):
+    def offload(wf):
+        del wf["status"]["nodes"]
+        wf["status"]["offloadNodeStatusVersion"] = "fnv:1234"
+
+    cluster.update(NS, waiting_run, offload)
+
+    with pytest.raises(ClientError, match="Argo's database") as raised:
+        as_user("bob").approve(waiting_run)
+    assert "ARGO_SERVER" in raised.value.hint
+
+
 def test_approve_retries_when_the_workflow_changed_underneath(cluster, as_user, waiting_run):
     bob = as_user("bob")
     stale = bob.get(waiting_run)

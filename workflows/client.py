@@ -775,16 +775,21 @@ class _ArgoServer:
 
 
 def _nodes(wf: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """status.nodes, decompressing Argo's `compressedNodes` (gzip + base64 of the same map)."""
+    """status.nodes, decompressing Argo's `compressedNodes` (gzip + base64 of the same map).
+
+    Nodes offloaded to Argo's database are only there as the Argo Server returns them (hydrated).
+    """
     status = wf.get("status") or {}
+    if status.get("nodes"):
+        return status["nodes"]
+    if status.get("compressedNodes"):
+        return json.loads(gzip.decompress(base64.b64decode(status["compressedNodes"])))
     if status.get("offloadNodeStatusVersion"):
         raise ClientError(
             f"workflow {wf['metadata']['name']} keeps its nodes in Argo's database",
             hint="configure the Argo Server (ARGO_SERVER, ARGO_TOKEN) to read and approve it",
         )
-    if status.get("compressedNodes"):
-        return json.loads(gzip.decompress(base64.b64decode(status["compressedNodes"])))
-    return status.get("nodes") or {}
+    return {}
 
 
 def _approve_node(nodes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
