@@ -105,7 +105,7 @@ def figures() -> list[Figure]:
     for s in SCENARIOS:
         planned = plan(template, s.params, s.outcomes, _APPROVED | s.outputs)
         count, pods = pods_after_approval(planned)
-        note = f"{' -> '.join(pods)}; result {planned.result_status or 'not computed'}"
+        note = " -> ".join(pods)
         result.append(Figure(name=s.name, unit="pods", value=count, baseline=s.baseline, baseline_name=s.baseline_name,
                              target=s.target, note=note))
     return result

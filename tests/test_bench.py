@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import classify_log, digest, pods, rebuild, run, startup
+from bench import classify_log, digest, pods, rebuild, render_lint, run, startup
 from bench._measure import ROOT, Figure, Measure, Op, Target, run_child
 
 PYTHON_C_PASS = ["python3", "-c", "pass"]
@@ -200,6 +200,15 @@ def test_pods_figures_plan_every_scenario_on_the_rendered_template():
     figures = pods.figures()
     assert len(figures) == len(pods.SCENARIOS)
     assert all(f.error is None and f.value >= 1 for f in figures)
+
+
+@pytest.mark.skipif(not _has("workflows/render.py"), reason="workflows/render.py has not landed")
+def test_render_lint_figure_renders_into_a_temporary_directory_never_manifests():
+    before = {p: p.read_bytes() for p in (ROOT / "manifests").glob("*.yaml")}
+    figures = render_lint.figures(repeats=1)
+    assert [f.error for f in figures] == [None] * len(figures)
+    assert figures[0].target is not None and figures[0].value > 0
+    assert {p: p.read_bytes() for p in (ROOT / "manifests").glob("*.yaml")} == before
 
 
 @pytest.mark.skipif(not _has("steps/synthetic.py"), reason="steps/synthetic.py has not landed")
