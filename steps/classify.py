@@ -50,11 +50,11 @@ from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from steps._io import write_outputs
+from steps._prefilter import candidate_lines, keywords
 from steps.contract import FALLBACK_CLASSES, Classification, FailureClass
 
 __all__ = ["Catalogue", "Signature", "classify_file", "classify_lines", "load_catalogue", "main"]
@@ -63,7 +63,6 @@ CATALOGUE_PATH = Path(__file__).with_name("signatures.json")
 # A longer line is matched on its first MAX_LINE bytes only; the rest is skipped, so one
 # endless line (a progress bar without newlines) cannot grow memory.
 MAX_LINE = 64 * 1024
-_READ_BUFFER = 1024 * 1024
 _MESSAGE_CHARS = 2000
 # Families: a builder's log can carry messages of the libraries it is built on
 # (containers/image and containers/storage are shared by buildah, podman and skopeo).
@@ -145,6 +144,10 @@ class _Matcher:
         self.combined = re.compile("|".join(f"(?P<s{i}>{s.pattern})" for i, s in enumerate(signatures)))
         self.started = re.compile("|".join(f"(?:{p})" for p in build_started))
         self.header = header
+        # What a line must contain to be worth matching (steps._prefilter); None: every line.
+        patterns = [s.pattern for s in signatures]
+        self.keywords_after_start = keywords(patterns, [header])
+        self.keywords_before_start = keywords(patterns + build_started, [header])
 
     def match(self, line: str) -> Signature | None:
         m = self.combined.match(line)
@@ -184,18 +187,6 @@ def normalise(raw: str, warning: bool = False) -> Iterator[tuple[str, bool]]:
         yield line, warning
 
 
-def _read_lines(stream: BinaryIO) -> Iterator[str]:
-    """Lines of a binary stream, each at most MAX_LINE bytes, carriage returns splitting too."""
-    while True:
-        chunk = stream.readline(MAX_LINE)
-        if not chunk:
-            return
-        if not chunk.endswith(b"\n") and len(chunk) == MAX_LINE:
-            while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
-                pass  # skip the remainder of an over-long line
-        yield from chunk.decode("utf-8", errors="replace").split("\r")
-
-
 class _Found:
     """The first line each cause entry matched, and whether it came after the build started."""
 
@@ -203,6 +194,49 @@ class _Found:
 
     def __init__(self, signature: Signature, line: str, after_start: bool) -> None:
         self.signature, self.line, self.after_start = signature, line, after_start
+
+
+class _Scan:
+    """The streaming state: the build phase and the first hit per entry (bounded by the catalogue)."""
+
+    def __init__(self, matcher: _Matcher) -> None:
+        self.matcher = matcher
+        self.found: dict[str, _Found] = {}
+        self.seen: set[str] = set()
+        self.started = self.in_daemon_log = False
+
+    def keywords(self) -> list[bytes] | None:
+        """What a line must contain to matter now (build-start markers only until the build started)."""
+        return self.matcher.keywords_after_start if self.started else self.matcher.keywords_before_start
+
+    def feed(self, raw: str) -> None:
+        """Take one raw log line (carriage returns split it further)."""
+        for segment in raw.split("\r"):
+            for line, warning in normalise(segment):
+                self._take(line, warning)
+
+    def _take(self, line: str, warning: bool) -> None:
+        if line == self.matcher.header:
+            self.in_daemon_log = True  # buildkitd's own log: before any build, whatever it prints
+            return
+        if not self.in_daemon_log and not self.started and self.matcher.started.match(line):
+            self.started = True
+        signature = self.matcher.match(line)
+        if signature is None:
+            return
+        self.seen.add(signature.id)
+        if signature.role is Role.CAUSE and not warning and signature.id not in self.found:
+            self.found[signature.id] = _Found(signature, line, self.started and not self.in_daemon_log)
+
+    def result(self, exit_code: int | None) -> Classification:
+        """The decision over everything fed so far."""
+        return _decide(list(self.found.values()), self.seen, exit_code)
+
+
+def _scan(builder: str | None) -> _Scan:
+    if builder is not None and builder not in _FAMILIES:
+        raise ValueError(f"builder {builder!r} is unknown: use one of {', '.join(BUILDERS)}")
+    return _Scan(load_catalogue().matcher(builder))
 
 
 def classify_lines(lines: Iterable[str], exit_code: int | None = None, builder: str | None = None) -> Classification:
@@ -216,26 +250,10 @@ def classify_lines(lines: Iterable[str], exit_code: int | None = None, builder: 
     Returns:
         The classification; `succeeded` only for exit code 0 with no failure signature.
     """
-    if builder is not None and builder not in _FAMILIES:
-        raise ValueError(f"builder {builder!r} is unknown: use one of {', '.join(BUILDERS)}")
-    matcher = load_catalogue().matcher(builder)
-    found: dict[str, _Found] = {}  # bounded by the catalogue's size
-    seen: set[str] = set()
-    started = in_daemon_log = False
+    scan = _scan(builder)
     for raw in lines:
-        for line, warning in normalise(raw):
-            if line == matcher.header:
-                in_daemon_log = True  # buildkitd's own log: before any build, whatever it prints
-                continue
-            if not in_daemon_log and not started and matcher.started.match(line):
-                started = True
-            signature = matcher.match(line)
-            if signature is None:
-                continue
-            seen.add(signature.id)
-            if signature.role is Role.CAUSE and not warning and signature.id not in found:
-                found[signature.id] = _Found(signature, line, started and not in_daemon_log)
-    return _decide(list(found.values()), seen, exit_code)
+        scan.feed(raw)
+    return scan.result(exit_code)
 
 
 def _class_of(signature: Signature, seen: set[str]) -> FailureClass:
@@ -273,12 +291,15 @@ def _decide(found: list[_Found], seen: set[str], exit_code: int | None) -> Class
 
 def classify_file(path: Path, exit_code: int | None = None, builder: str | None = None) -> Classification:
     """Classify the log at `path`, streaming it; a missing file is an empty log."""
+    scan = _scan(builder)
     try:
-        with path.open("rb", buffering=_READ_BUFFER) as stream:
-            return classify_lines(_read_lines(stream), exit_code, builder)
+        with path.open("rb", buffering=0) as stream:
+            for raw in candidate_lines(stream, scan.keywords, MAX_LINE):
+                scan.feed(raw)
     except FileNotFoundError:
         result = classify_lines([], exit_code, builder)
         return result.model_copy(update={"message": f"no log at {path}; {result.message}"})
+    return scan.result(exit_code)
 
 
 def _exit_code(text: str) -> int | None:

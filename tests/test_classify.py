@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.classify import MAX_LINE, classify_file, classify_lines, load_catalogue, normalise
+from steps._prefilter import BLOCK, required_literals
+from steps.classify import BUILDERS, MAX_LINE, classify_file, classify_lines, load_catalogue, normalise
 from steps.contract import FALLBACK_CLASSES, Classification, FailureClass
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,9 +171,9 @@ def test_huge_log_streams_in_constant_memory(tmp_path):
             f.write(noise)
         f.write(ENOSYS.encode() + b"\n")
     script = (
-        "import resource, sys; from pathlib import Path; from steps.classify import classify_file; "
+        "import sys; from pathlib import Path; from steps.classify import classify_file; "
         "r = classify_file(Path(sys.argv[1]), 1); "
-        "print(r.signature, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(r.signature, Path('/proc/self/status').read_text().split('VmHWM:')[1].split()[0])"
     )
     out = subprocess.run([sys.executable, "-c", script, str(log)], cwd=ROOT, capture_output=True, text=True, check=True)
     signature, max_rss_kib = out.stdout.split()
@@ -216,3 +217,56 @@ def test_cli_rejects_an_unknown_builder_with_usage_error():
 def test_cli_help_works():
     proc = run_classify("--help")
     assert proc.returncode == 0 and "--exit-code" in proc.stdout
+
+
+@pytest.mark.parametrize("builder", [None, *sorted(BUILDERS)], ids=lambda b: b or "all")
+def test_every_pattern_yields_prefilter_keywords_so_the_fast_path_is_on(builder):
+    matcher = CATALOGUE.matcher(builder)
+    assert matcher.keywords_before_start is not None and matcher.keywords_after_start is not None
+    for s in matcher.signatures:
+        assert required_literals(s.pattern), s.id
+
+
+@pytest.mark.parametrize("name", sorted(INDEX), ids=lambda n: n.removesuffix(".log"))
+def test_prefilter_never_changes_a_classification(name):
+    expected = INDEX[name]
+    lines = (LOGS / name).read_text().splitlines()
+    unfiltered = classify_lines(lines, expected["exit_code"], expected["builder"])
+    assert classify_file(LOGS / name, expected["exit_code"], expected["builder"]) == unfiltered
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(ENOSYS.encode(), id="plain"),
+        pytest.param(b"Error during unshare(CLONE_NEWUSER): \x1b[1mFunction not implemented\x1b[0m", id="ansi-inside"),
+        pytest.param(
+            b'time="t" level=error msg="Error during unshare(CLONE_NEWUSER): Function not implemented"', id="logrus"
+        ),
+    ],
+)
+def test_a_signature_across_a_block_boundary_is_found(tmp_path, line):
+    log = tmp_path / "boundary.log"
+    pad = BLOCK - len(line) // 2  # the signature line straddles the first block's end
+    log.write_bytes(b"n" * (pad - 1) + b"\n" + line + b"\n" + b"tail\n")
+    assert classify_file(log, 1).signature == "userns-unshare-enosys"
+
+
+def test_log_without_final_newline_is_read_to_its_end(tmp_path):
+    log = tmp_path / "no-newline.log"
+    log.write_bytes(b"STEP 1/1: FROM scratch\n" + PUSH_401.encode())
+    assert classify_file(log, 1).class_ is FailureClass.REGISTRY_AUTH
+
+
+@pytest.mark.parametrize(
+    ("after", "signature"),
+    [
+        pytest.param(b"", "buildah-push-unauthorized", id="cut-line-still-matches-at-its-start"),
+        pytest.param(ENOSYS.encode() + b"\n", "userns-unshare-enosys", id="lines-after-it-are-still-read"),
+    ],
+)
+def test_a_line_longer_than_several_blocks_is_cut(tmp_path, after, signature):
+    log = tmp_path / "endless.log"
+    with log.open("wb") as f:
+        f.write(PUSH_401.encode() + b" " + b"z" * (BLOCK * 2 + 123) + b"\n" + after)
+    assert classify_file(log, 1).signature == signature
