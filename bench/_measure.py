@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "IMAGEGATE",
     "MIB",
     "ROOT",
     "PYTHON",
@@ -41,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # The interpreter running the suite (the checkout's venv): the same one step pods would use.
 PYTHON = sys.executable
 _CHILD = Path(__file__).resolve().parent / "_child.py"
+# The console script users run, when the checkout is installed (scripts/setup does that).
+_SCRIPT = Path(PYTHON).with_name("imagegate")
+IMAGEGATE = [str(_SCRIPT)] if _SCRIPT.is_file() else [PYTHON, "-m", "workflows.cli"]
 MIB = 1024 * 1024
 
 

@@ -2,7 +2,7 @@
 
 On Argo every pod on the path costs scheduling, an image pull and executor start-up, so the
 number of pods between the approval and the result is the first cost a user waits for.
-`imagegate plan` (its library function `workflows.plan.plan`) evaluates the rendered
+`imagegate plan --format json` evaluates the rendered
 WorkflowTemplate's `depends`/`when` for a scenario and counts the pods it creates; this module
 counts those that start after the `approve` node (onExit `report` included). Targets: happy
 path <= 3 pods with an explicit mode, <= 4 with `mode=auto`; the failure path to a synthetic
@@ -16,14 +16,17 @@ not part of building an image).
 
 from __future__ import annotations
 
+import subprocess
+
 from pydantic import BaseModel, Field
 
-from bench._measure import ROOT, Figure, Measure, Op, Target, missing
+from bench._measure import IMAGEGATE, ROOT, Figure, Measure, Op, Target, missing
 from workflows import names
 
 TEKTON_KANIKO_PODS = 1
 ARGO_BUILDKIT_PODS = 2
-MANIFESTS = ROOT / "manifests"
+# The committed, rendered template (imagegate render writes it; a test checks it is not stale).
+TEMPLATE = ROOT / "manifests" / f"{names.IMAGE_BUILD}.yaml"
 _PARAMS = {"context": "app", "destination": "registry.example.com/team/app:1"}
 # The gate resumed with approve (a suspend node creates no pod).
 _APPROVED = {names.APPROVE: {names.DECISION: "approve"}}
@@ -36,6 +39,7 @@ class Scenario(BaseModel):
     params: dict[str, str]
     outcomes: dict[str, str] = Field(default_factory=dict)
     outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
+    ends_with: str = Field(description="The gated task that must run last: the scenario's path really was taken.")
     target: Target | None
     baseline: int
     baseline_name: str
@@ -45,13 +49,15 @@ _EXPLICIT = Target(measure=Measure.VALUE, op=Op.LE, limit=3)
 SCENARIOS = [
     *(
         Scenario(name=f"pods after approval: mode={mode}, build succeeds", params=_PARAMS | {"mode": mode},
-                 target=_EXPLICIT, baseline=TEKTON_KANIKO_PODS, baseline_name="Tekton kaniko task")
+                 ends_with=names.PUSH, target=_EXPLICIT, baseline=TEKTON_KANIKO_PODS,
+                 baseline_name="Tekton kaniko task")
         for mode in ("kaniko", "buildkit", "runner")
     ),
     Scenario(
         name="pods after approval: mode=auto, build succeeds",
         params=_PARAMS | {"mode": "auto"},
         outputs={names.PROBE: {"mode": "runner"}},
+        ends_with=names.PUSH,
         target=Target(measure=Measure.VALUE, op=Op.LE, limit=4),
         baseline=ARGO_BUILDKIT_PODS, baseline_name="Argo buildkit example",
     ),
@@ -64,22 +70,31 @@ SCENARIOS = [
             names.PROBE: {"mode": "runner"},
             names.CLASSIFY: {"class": "builder_runtime_unavailable", "fallback-allowed": "true"},
         },
+        ends_with=names.SYNTHETIC,
         target=None,
         baseline=ARGO_BUILDKIT_PODS, baseline_name="Argo buildkit example",
     ),
 ]
 
 
-def rendered_template():
-    """The committed, rendered image-build WorkflowTemplate (what `imagegate render` wrote)."""
-    from workflows.errors import TemplateError
-    from workflows.manifest import load_paths
+def plan_command(s: Scenario) -> list[str]:
+    """`imagegate plan TEMPLATE -p ... --outcome ... --output ... --format json` for a scenario."""
+    args = [*IMAGEGATE, "plan", str(TEMPLATE), "--format", "json"]
+    args += [a for name, value in s.params.items() for a in ("-p", f"{name}={value}")]
+    args += [a for task, phase in s.outcomes.items() for a in ("--outcome", f"{task}={phase}")]
+    outputs = _APPROVED | s.outputs
+    args += [a for task, values in outputs.items() for k, v in values.items() for a in ("--output", f"{task}.{k}={v}")]
+    return args
 
-    found = [m for m in load_paths([MANIFESTS]) if m.name == names.IMAGE_BUILD and m.kind == "WorkflowTemplate"]
-    if len(found) != 1:
-        raise TemplateError(f"{MANIFESTS}: expected one WorkflowTemplate {names.IMAGE_BUILD}, found {len(found)}",
-                            hint="run imagegate render")
-    return found[0]
+
+def run_plan(s: Scenario):
+    """What `imagegate plan` printed for the scenario, as the library's Plan model."""
+    from workflows.plan import Plan
+
+    done = subprocess.run(plan_command(s), cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"imagegate plan exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return Plan.model_validate_json(done.stdout)
 
 
 def pods_after_approval(planned) -> tuple[int, list[str]]:
@@ -93,19 +108,19 @@ def pods_after_approval(planned) -> tuple[int, list[str]]:
 
 
 def figures() -> list[Figure]:
-    """One figure per scenario, from `workflows.plan.plan` on the rendered template."""
-    if not (ROOT / "workflows" / "plan.py").is_file():
-        error = "workflows/plan.py does not exist yet"
+    """One figure per scenario, from `imagegate plan` on the rendered template."""
+    if not TEMPLATE.is_file():
+        error = f"{TEMPLATE.relative_to(ROOT)} has not been rendered yet (imagegate render)"
         return [missing(s.name, "pods", s.target, error) if s.target else Figure(name=s.name, unit="pods", error=error)
                 for s in SCENARIOS]
-    from workflows.plan import plan
-
-    template = rendered_template()
     result = []
     for s in SCENARIOS:
-        planned = plan(template, s.params, s.outcomes, _APPROVED | s.outputs)
-        count, pods = pods_after_approval(planned)
-        note = " -> ".join(pods)
+        count, pods = pods_after_approval(run_plan(s))
+        gated = [task for task in pods if task in names.GATED_TASKS]
+        if not gated or gated[-1] != s.ends_with:
+            result.append(Figure(name=s.name, unit="pods", target=s.target,
+                                 error=f"the plan took {' -> '.join(pods)}, not a path ending in {s.ends_with}"))
+            continue
         result.append(Figure(name=s.name, unit="pods", value=count, baseline=s.baseline, baseline_name=s.baseline_name,
-                             target=s.target, note=note))
+                             target=s.target, note=" -> ".join(pods)))
     return result

@@ -11,13 +11,10 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bench._measure import PYTHON, ROOT, Figure, Measure, Op, Target, median_run, missing, run_child, scratch
+from bench._measure import IMAGEGATE, PYTHON, ROOT, Figure, Measure, Op, Target, median_run, missing, run_child, scratch
 
 TARGET = Target(measure=Measure.VALUE, op=Op.LT, limit=1.0)
 BASELINE = "python -c pass"
-# The console script users run, when the checkout is installed (scripts/setup does that).
-_SCRIPT = Path(PYTHON).with_name("imagegate")
-IMAGEGATE = [str(_SCRIPT)] if _SCRIPT.is_file() else [PYTHON, "-m", "workflows.cli"]
 # Library path: one interpreter renders then lints (the functions the two commands call).
 _IN_PROCESS = (
     "import sys; from workflows import lint, render; "
