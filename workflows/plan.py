@@ -576,7 +576,7 @@ class Evaluator:
                 )
             if not runs:
                 return self._stop(
-                    node_name, template_name, Phase.OMITTED, f"depends {logic!r} is false", None, exit_handler
+                    node_name, template_name, Phase.OMITTED, f'depends "{logic}" is false', None, exit_handler
                 )
         return self._run_task(node_name, task, scope, exit_handler)
 
@@ -601,7 +601,7 @@ class Evaluator:
             try:
                 substituted = substitute(str(when), scope)
                 if not evaluate_when(substituted):
-                    return stop(Phase.SKIPPED, f"when '{substituted}' evaluated false", substituted)
+                    return stop(Phase.SKIPPED, f'when "{substituted}" evaluated false', substituted)
             except ExpressionError as exc:
                 return stop(Phase.ERROR, _explain(exc), substituted)
         for key in ("withItems", "withParam", "withSequence"):
