@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 __all__ = ["BLOCK", "candidate_lines", "keywords", "required_literals"]
 
-BLOCK = 4 * 1024 * 1024
+BLOCK = 1024 * 1024  # with the carried partial line, two blocks are in memory at most
 _BREAKS = frozenset('"\\\t\n\r\x0b\x0c')
 _ESCAPE = b"\x1b"
 
@@ -78,18 +78,16 @@ def keywords(patterns: Iterable[str], literals: Iterable[str] = ()) -> list[byte
     return sorted(k.encode() for k in minimal)
 
 
-def _lines_holding(block: bytes, words: list[bytes]) -> Iterator[bytes]:
+def _lines_holding(data: bytes, end: int, words: list[bytes]) -> Iterator[bytes]:
+    """The lines of data[:end] (which ends with a newline) holding any of `words`, in order."""
     starts: set[int] = set()
     for word in words:
-        at = block.find(word)
+        at = data.find(word, 0, end)
         while at >= 0:
-            start = block.rfind(b"\n", 0, at) + 1
-            starts.add(start)
-            end = block.find(b"\n", at)
-            at = block.find(word, end + 1) if end >= 0 else -1
+            starts.add(data.rfind(b"\n", 0, at) + 1)
+            at = data.find(word, data.find(b"\n", at, end) + 1, end)
     for start in sorted(starts):
-        end = block.find(b"\n", start)
-        yield block[start : end if end >= 0 else len(block)]
+        yield data[start : data.find(b"\n", start, end)]
 
 
 def candidate_lines(stream: BinaryIO, words: Callable[[], list[bytes] | None], max_line: int) -> Iterator[str]:
@@ -107,16 +105,19 @@ def candidate_lines(stream: BinaryIO, words: Callable[[], list[bytes] | None], m
             if newline < 0:
                 continue
             block, skipping = block[newline + 1 :], False
-        data = carry + block
-        if not block:
-            data = data if data.endswith(b"\n") or not data else data + b"\n"
-        cut = data.rfind(b"\n") + 1
-        body, carry = data[:cut], data[cut:]
+        data = carry + block if carry else block
+        if not block and data and not data.endswith(b"\n"):
+            data += b"\n"  # the last line has no newline
+        end = data.rfind(b"\n") + 1
+        carry = data[end:]
         if len(carry) > max_line:  # a line longer than max_line: keep its start, skip the rest
-            body, carry, skipping = body + carry[:max_line] + b"\n", b"", True
-        if body:
+            data, end, carry, skipping = data[:end] + carry[:max_line] + b"\n", end + max_line + 1, b"", True
+        if end:
             current = words()
-            lines = body.split(b"\n")[:-1] if current is None or _ESCAPE in body else _lines_holding(body, current)
+            if current is None or _ESCAPE in data:
+                lines: Iterable[bytes] = data[:end].split(b"\n")[:-1]
+            else:
+                lines = _lines_holding(data, end, current)
             for line in lines:
                 yield line[:max_line].decode("utf-8", errors="replace")
         if not block:
