@@ -40,8 +40,10 @@ import yaml
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_strings
 from celpy import celtypes
+from pydantic import TypeAdapter, ValidationError
 
 from steps.contract import Mode, Policy
+from steps.validate import validate
 from workflows import admission, names, rbac
 
 DIGEST = "sha256:" + "a" * 64
@@ -295,6 +297,24 @@ def test_tag_rules_follow_the_policy(admit, destination, message):
     assert admit(build(destination), policy=lax).allowed
 
 
+def test_an_untagged_destination_is_latest_when_only_forbid_latest_is_set(admit):
+    policy = POLICY.model_copy(update={"require_tag": False})
+    verdict = admit(build("registry.example.com/team/app"), policy=policy)
+    assert len(verdict.messages) == 1 and "uses the tag latest (explicitly or by having no tag)" in verdict.messages[0]
+    assert admit(build(f"registry.example.com/team/app@{DIGEST}"), policy=policy).allowed
+
+
+def test_tags_compare_as_written(admit):
+    assert admit(build("registry.example.com/team/app:LATEST"), policy=POLICY).allowed
+
+
+def test_allowlist_entries_are_normalised_as_validate_reads_them(admit):
+    data = {**POLICY.to_configmap_data(), "allowedRegistries": "GHCR.io/acme/,Registry.Example.com"}
+    assert admit(build("ghcr.io/acme/app:1"), data=data).allowed
+    assert admit(build("registry.example.com/x:1"), data=data).allowed
+    assert not admit(build("ghcr.io/acmecorp/app:1"), data=data).allowed
+
+
 # --- parameters ---------------------------------------------------------------------------
 
 
@@ -360,13 +380,19 @@ def test_the_default_mode_must_be_allowed_too(admit):
     assert verdict.messages == ["spec.arguments.parameters mode auto is not allowed: allowedModes are kaniko"]
 
 
-@pytest.mark.parametrize(
-    "extra", [{"strict": "false"}, {}, {"strict": "maybe"}], ids=["strict-false", "strict-default", "strict-garbage"]
-)
+@pytest.mark.parametrize("extra", [{"strict": "false"}, {}], ids=["strict-false", "strict-default"])
 def test_non_strict_requests_are_denied_where_synthetic_results_are_forbidden(admit, extra):
     verdict = admit(build("registry.example.com/team/app:1.0", **extra), policy=STRICT_POLICY)
-    assert len(verdict.messages) == 1 and verdict.messages[0].startswith("spec.arguments.parameters strict is ")
-    assert "allowSynthetic: false" in verdict.messages[0] and "strict=true" in verdict.messages[0]
+    assert verdict.messages == [
+        "spec.arguments.parameters strict is false: the policy forbids synthetic results (allowSynthetic: false), "
+        "so pass strict=true"
+    ]
+
+
+@pytest.mark.parametrize("value", ["maybe", "true ", ""], ids=["word", "trailing-space", "empty"])
+def test_booleans_pydantic_would_not_parse_are_denied(admit, value):
+    verdict = admit(build("registry.example.com/team/app:1.0", strict=value, push=value), policy=POLICY)
+    assert verdict.messages == ["spec.arguments.parameters strict, push must be true or false"]
 
 
 @pytest.mark.parametrize("strict", ["true", "True", "yes"])
@@ -377,8 +403,18 @@ def test_strict_requests_are_admitted_where_synthetic_results_are_forbidden(admi
 def test_synthetic_mode_is_denied_where_synthetic_results_are_forbidden(admit):
     verdict = admit(build("registry.example.com/team/app:1.0", mode="synthetic", strict="true"), policy=STRICT_POLICY)
     assert verdict.messages == [
-        "spec.arguments.parameters mode synthetic is not allowed: allowedModes are auto, kaniko, buildkit"
+        "spec.arguments.parameters mode synthetic is not allowed: allowedModes are auto, kaniko, buildkit",
+        "spec.arguments.parameters mode synthetic contradicts strict=true: drop strict, or ask for a real builder mode",
     ]
+
+
+def test_a_request_without_mode_is_checked_with_the_policys_default_mode(admit):
+    policy = POLICY.model_copy(update={"allowed_modes": [Mode.KANIKO], "default_mode": Mode.KANIKO})
+    assert admit(build("registry.example.com/team/app:1.0"), policy=policy).allowed
+    verdict = admit(
+        build("registry.example.com/team/app:1.0"), policy=policy.model_copy(update={"default_mode": Mode.AUTO})
+    )
+    assert verdict.messages == ["spec.arguments.parameters mode auto is not allowed: allowedModes are kaniko"]
 
 
 # --- namespace, service account, podSpecPatch, overrides -----------------------------------
@@ -649,3 +685,59 @@ def test_the_registered_string_functions_behave_as_cel_cpp_s(expression):
     mine = CelPython({}).eval(expression)
     theirs = CelCpp({}).eval(expression)
     assert (list(map(str, mine)) if isinstance(mine, list) else str(mine)) == theirs
+
+
+# --- admission and the validate step read the policy the same way --------------------------
+
+DIFFERENTIAL_POLICIES = {
+    "default-strictness": POLICY,
+    "no-synthetic": STRICT_POLICY,
+    "lax-tags": POLICY.model_copy(update={"require_tag": False, "forbid_latest": False}),
+    "latest-only": POLICY.model_copy(update={"require_tag": False}),
+    "kaniko-default": POLICY.model_copy(update={"allowed_modes": [Mode.KANIKO], "default_mode": Mode.KANIKO}),
+    "other-sa": POLICY.model_copy(update={"allowed_service_accounts": ["builder"]}),
+}
+DIFFERENTIAL_REQUESTS = {
+    **{f"dest-{k}": {"destination": v} for k, v in {**ALLOWED_DESTINATIONS, **DENIED_DESTINATIONS}.items()},
+    "untagged": {"destination": "registry.example.com/team/app"},
+    "latest": {"destination": "registry.example.com/team/app:latest"},
+    "uppercase-path": {"destination": "registry.example.com/Team/app:1"},
+    "mode-runner": {"mode": "runner"},
+    "mode-kaniko": {"mode": "kaniko"},
+    "mode-synthetic": {"mode": "synthetic"},
+    "mode-synthetic-strict": {"mode": "synthetic", "strict": "true"},
+    "strict-true": {"strict": "yes"},
+    "strict-false": {"strict": "false"},
+    "strict-garbage": {"strict": "maybe"},
+}
+
+
+def _strict(params: dict[str, str]) -> bool:
+    try:
+        return TypeAdapter(bool).validate_python(params.get("strict", "false"))
+    except ValidationError:
+        return False
+
+
+DIFFERENTIAL_CASES = [
+    pytest.param(policy, request_, rbac.NAMESPACE, None, id=f"{p_id}-{r_id}")
+    for p_id, policy in DIFFERENTIAL_POLICIES.items()
+    for r_id, request_ in DIFFERENTIAL_REQUESTS.items()
+] + [
+    pytest.param(policy, DIFFERENTIAL_REQUESTS[r_id], namespace, sa, id=f"{p_id}-{r_id}-{namespace}-{sa}")
+    for p_id, policy in DIFFERENTIAL_POLICIES.items()
+    for r_id in ("dest-host-allowlisted", "mode-kaniko", "strict-true")
+    for namespace, sa in (("team-x", None), (rbac.NAMESPACE, "builder"))
+]
+
+
+@pytest.mark.parametrize(("policy", "request_", "namespace", "service_account"), DIFFERENTIAL_CASES)
+def test_admission_admits_exactly_what_the_validate_step_accepts(admit, policy, request_, namespace, service_account):
+    params = {"context": "src", "destination": "registry.example.com/team/app:1.0", **request_}
+    wf = workflow(params=params, **({"serviceAccountName": service_account} if service_account else {}))
+    in_run = validate(params, policy, namespace=namespace, service_account=service_account or names.SERVICE_ACCOUNT)
+    at_admission = admit(wf, policy=policy, namespace=namespace)
+    # Admission is stricter in one documented way: where synthetic results are forbidden, it
+    # refuses a request that is not strict (the run would only turn strict=false into strict).
+    expected = in_run.ok and (policy.allow_synthetic or _strict(params))
+    assert at_admission.allowed == expected, (at_admission.messages, in_run.errors)

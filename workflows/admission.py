@@ -75,6 +75,9 @@ IMMUTABLE_FIELDS = ("workflowTemplateRef", "arguments", "serviceAccountName", "p
 # validate step applies to the same strings; anything else is read on the safe side below.
 _TRUE = ("1", "on", "t", "true", "y", "yes")
 _FALSE = ("0", "f", "false", "n", "no", "off")
+_BOOL_PARAMS = sorted(
+    {s.name for m in (BuildRequest, PushRequest) for s in m.parameter_specs() if s.enum == ["true", "false"]}
+)
 
 
 def _cel(value: Any) -> str:
@@ -106,18 +109,24 @@ def _variables() -> list[k8s.V1Variable]:
 
     def flag(key: str, *, safe: bool) -> str:
         # A value pydantic would not parse is read as the safe choice (`safe`), never the lax one.
-        word = f"{raw(key)}.trim().lowerAscii()"
+        word = f"{raw(key)}.lowerAscii()"
         return f"!({word} in {_cel(_FALSE)})" if safe else f"{word} in {_cel(_TRUE)}"
 
     def param(name: str, default: str) -> str:
+        """The parameter's literal value, else `default` (a CEL expression)."""
         given = f"variables.args.filter(p, p.name == {_cel(name)} && has(p.value)).map(p, p.value)"
-        return f"size({given}) == 1 ? {given}[0] : {_cel(default)}"
+        return f"size({given}) == 1 ? {given}[0] : {default}"
 
     spec = "object.spec"
     ref = f"{spec}.workflowTemplateRef"
     pairs = [
         ("data", "has(params.data) ? params.data : {}"),
-        ("allowedRegistries", listed("allowedRegistries")),
+        # Entries lowercased and without empty path components (`host/team/` is `host/team`).
+        (
+            "allowedRegistries",
+            listed("allowedRegistries") + ".map(e, e.lowerAscii().split('/').filter(c, c != '').join('/'))"
+            ".filter(e, e != '')",
+        ),
         ("allowedNamespaces", listed("allowedNamespaces")),
         ("allowedServiceAccounts", listed("allowedServiceAccounts")),
         ("allowedModes", listed("allowedModes")),
@@ -125,6 +134,8 @@ def _variables() -> list[k8s.V1Variable]:
         ("requireTag", flag("requireTag", safe=True)),
         ("forbidLatest", flag("forbidLatest", safe=True)),
         ("requireTemplateRef", flag("requireTemplateRef", safe=True)),
+        # validate gives a request without `mode` the policy's defaultMode.
+        ("defaultMode", raw("defaultMode")),
         ("templateName", f"has({ref}) && has({ref}.name) ? {ref}.name : ''"),
         ("isBuild", f"variables.templateName == {_cel(names.IMAGE_BUILD)}"),
         ("ours", f"variables.templateName in {_cel(list(_OURS))}"),
@@ -147,12 +158,15 @@ def _variables() -> list[k8s.V1Variable]:
             "requiredParams",
             f"variables.isBuild ? {_cel(_required(BuildRequest))} : {_cel(_required(PushRequest))}",
         ),
-        ("destination", param("destination", "")),
-        ("mode", param("mode", _default(BuildRequest, "mode"))),
-        ("strict", f"({param('strict', _default(BuildRequest, 'strict'))}).trim().lowerAscii()"),
-        # The reference without its digest, host lowercased (paths are lowercase by the grammar).
+        ("destination", param("destination", "''")),
+        ("mode", param("mode", "variables.defaultMode")),
+        # pydantic's bool parsing is case-insensitive and does not strip.
+        ("strict", f"({param('strict', _cel(_default(BuildRequest, 'strict')))}).lowerAscii()"),
+        # The reference without its digest, lowercased for matching (paths are lowercase by the grammar).
         ("named", "variables.destination.lowerAscii().split('@')[0]"),
-        ("lastComponent", "variables.named.split('/')[size(variables.named.split('/')) - 1]"),
+        # Its last path component, with the tag as written.
+        ("lastComponent", "variables.destination.split('@')[0].split('/')[size(variables.destination.split('/')) - 1]"),
+        ("untagged", "!variables.lastComponent.contains(':') && !variables.destination.contains('@')"),
         (
             "changed",
             "request.operation != 'UPDATE' ? [] : ["
@@ -176,10 +190,9 @@ def _rule(expression: str, message: str, message_expression: str) -> k8s.V1Valid
 # An allowlist entry `e` admits the named reference `r` on host and '/' boundaries: a host
 # entry needs `host/` next; a host/path entry admits that repository (`:tag` next) or below it.
 _MATCHES_ENTRY = (
-    "e.lowerAscii().contains('/') ? "
-    "(variables.named == e.lowerAscii() || variables.named.startsWith(e.lowerAscii() + '/') "
-    "|| variables.named.startsWith(e.lowerAscii() + ':')) "
-    ": variables.named.startsWith(e.lowerAscii() + '/')"
+    "e.contains('/') ? "
+    "(variables.named == e || variables.named.startsWith(e + '/') || variables.named.startsWith(e + ':')) "
+    ": variables.named.startsWith(e + '/')"
 )
 
 
@@ -214,7 +227,7 @@ def _validations() -> list[k8s.V1Validation]:
         _rule(
             "!variables.create || !variables.inScope || ("
             "(has(object.spec.serviceAccountName) ? object.spec.serviceAccountName in variables.allowedServiceAccounts"
-            " : variables.ours)"
+            f" : variables.ours && {_cel(names.SERVICE_ACCOUNT)} in variables.allowedServiceAccounts)"
             " && (!has(object.spec.executor) || !has(object.spec.executor.serviceAccountName)"
             " || object.spec.executor.serviceAccountName in variables.allowedServiceAccounts)"
             " && (!has(object.spec.templateDefaults) || !has(object.spec.templateDefaults.serviceAccountName)"
@@ -294,17 +307,18 @@ def _validations() -> list[k8s.V1Validation]:
             " + ' (host, or host/path on a / boundary)'",
         ),
         _rule(
-            "!variables.checked || variables.destination == '' || !variables.requireTag"
-            " || variables.lastComponent.contains(':') || variables.destination.contains('@')",
+            "!variables.checked || variables.destination == '' || !variables.requireTag || !variables.untagged",
             "destination needs a tag or digest: the policy (requireTag) forbids the implicit latest",
             "'spec.arguments.parameters destination ' + variables.destination"
             " + ' needs a tag or digest: the policy (requireTag) forbids the implicit latest'",
         ),
         _rule(
-            "!variables.checked || !variables.forbidLatest || !variables.lastComponent.endsWith(':latest')",
+            "!variables.checked || variables.destination == '' || !variables.forbidLatest"
+            " || !(variables.lastComponent.endsWith(':latest') || !variables.requireTag && variables.untagged)",
             "destination must not use the tag latest (policy forbidLatest)",
             "'spec.arguments.parameters destination ' + variables.destination"
-            " + ' uses the tag latest: the policy (forbidLatest) requires a versioned tag or a digest'",
+            " + ' uses the tag latest (explicitly or by having no tag): the policy (forbidLatest) requires"
+            " a versioned tag or a digest'",
         ),
         _rule(
             "!variables.checked || !variables.isBuild || variables.mode in variables.allowedModes"
@@ -312,6 +326,21 @@ def _validations() -> list[k8s.V1Validation]:
             "mode is not allowed by the policy (allowedModes, allowSynthetic)",
             "'spec.arguments.parameters mode ' + variables.mode + ' is not allowed: allowedModes are '"
             " + variables.allowedModes.filter(m, variables.allowSynthetic || m != 'synthetic').join(', ')",
+        ),
+        _rule(
+            f"!variables.checked || !variables.isBuild || variables.mode != {_cel(Mode.SYNTHETIC.value)}"
+            f" || !(variables.strict in {_cel(_TRUE)})",
+            "mode synthetic contradicts strict=true",
+            "'spec.arguments.parameters mode synthetic contradicts strict=true: drop strict, or ask for a real"
+            " builder mode'",
+        ),
+        _rule(
+            f"!variables.checked || variables.args.all(p, !(p.name in {_cel(_BOOL_PARAMS)}) || !has(p.value)"
+            f" || p.value.lowerAscii() in {_cel([*_TRUE, *_FALSE])})",
+            f"spec.arguments.parameters {', '.join(_BOOL_PARAMS)} must be true or false",
+            f"'spec.arguments.parameters ' + variables.args.filter(p, p.name in {_cel(_BOOL_PARAMS)} && has(p.value)"
+            f" && !(p.value.lowerAscii() in {_cel([*_TRUE, *_FALSE])})).map(p, p.name).join(', ')"
+            " + ' must be true or false'",
         ),
         _rule(
             f"!variables.checked || variables.allowSynthetic || variables.strict in {_cel(_TRUE)}",
