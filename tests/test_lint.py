@@ -177,3 +177,36 @@ def test_cli_json_is_the_report(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_missing_file_is_a_template_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["lint", str(tmp_path / "nope.yaml")]) == 5
     assert "TemplateError" in capsys.readouterr().err
+
+
+def test_template_ref_into_a_linted_template_must_exist(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {name: lib}
+        spec:
+          templates:
+            - name: hello
+              container: {image: busybox}
+        ---
+        apiVersion: argoproj.io/v1alpha1
+        kind: Workflow
+        metadata: {generateName: use-lib-}
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              steps:
+                - - name: ok
+                    templateRef: {name: lib, template: hello}
+                  - name: typo
+                    templateRef: {name: lib, template: helo}
+        """,
+    )
+    (finding,) = lint([path]).findings
+    assert (finding.rule, finding.message) == ("template-not-found", "template reference lib.helo not found")
+    assert (
+        path.read_text().splitlines()[finding.line - 1].strip().startswith("templateRef: {name: lib, template: helo}")
+    )

@@ -176,6 +176,14 @@ def _tasks(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list((template.get("dag") or {}).get("tasks") or [])
 
 
+def _calls(template: Mapping[str, Any]) -> list[tuple[Location, dict[str, Any]]]:
+    """Each DAG task or step of a template, with its location inside the template."""
+    calls: list[tuple[Location, dict[str, Any]]] = [(("dag", "tasks", j), x) for j, x in enumerate(_tasks(template))]
+    for g, group in enumerate(template.get("steps") or []):
+        calls.extend((("steps", g, k), x) for k, x in enumerate(group or []))
+    return calls
+
+
 def _depends(task: Mapping[str, Any]) -> str:
     if task.get("depends"):
         return str(task["depends"])
@@ -289,10 +297,7 @@ def _template_refs(doc: Doc) -> Iterator[tuple[Location, str, bool]]:
         if isinstance(body, dict) and body.get("template"):
             yield doc.loc("hooks", hook, "template"), str(body["template"]), True
     for i, t in doc.m.templates():
-        calls: list[tuple[Location, dict[str, Any]]] = [(("dag", "tasks", j), task) for j, task in enumerate(_tasks(t))]
-        for g, group in enumerate(t.get("steps") or []):
-            calls.extend((("steps", g, s), step) for s, step in enumerate(group or []))
-        for rel, call in calls:
+        for rel, call in _calls(t):
             if call.get("template"):
                 yield doc.tloc(i, *rel, "template"), str(call["template"]), False
             if call.get("onExit"):
@@ -309,12 +314,12 @@ def _template_not_found(doc: Doc) -> Iterator[Finding]:
         if not is_exit and "{{" not in name and name not in doc.templates:
             yield loc, f"template name '{name}' undefined"
     for i, t in doc.m.templates():
-        calls = [*_tasks(t), *(s for group in t.get("steps") or [] for s in group or [])]
-        for call in calls:
+        for rel, call in _calls(t):
             ref = call.get("templateRef") or {}
             other = doc.others.get(str(ref.get("name")))
             if ref and other is not None and other.template(str(ref.get("template"))) is None:
-                yield doc.tloc(i, "name"), f"template reference {ref.get('name')}.{ref.get('template')} not found"
+                where = doc.tloc(i, *rel, "templateRef")
+                yield where, f"template reference {ref.get('name')}.{ref.get('template')} not found"
 
 
 @_rule("exit-template-not-found", Severity.ERROR, "point onExit/hooks at a template defined in spec.templates")
@@ -578,10 +583,7 @@ def _when_placeholder(when: str) -> str:
 def _when_syntax(doc: Doc) -> Iterator[Finding]:
     """`when` parses as govaluate after substitution (workflow/controller/steps.go:384-419)."""
     for i, t in doc.m.templates():
-        calls: list[tuple[Location, dict[str, Any]]] = [(("dag", "tasks", j), x) for j, x in enumerate(_tasks(t))]
-        for g, group in enumerate(t.get("steps") or []):
-            calls.extend((("steps", g, s), x) for s, x in enumerate(group or []))
-        for rel, call in calls:
+        for rel, call in _calls(t):
             when = call.get("when")
             if not when:
                 continue
@@ -831,7 +833,7 @@ def _when_literals(doc: Doc) -> tuple[set[str], set[str]]:
     literals: set[str] = set()
     outputs: set[str] = set()
     for _, t in doc.m.templates():
-        calls = [*_tasks(t), *(s for g in t.get("steps") or [] for s in g or [])]
+        calls = [call for _, call in _calls(t)]
         for call in calls:
             when = str(call.get("when") or "")
             for tag in find_tags(when):
