@@ -11,7 +11,8 @@ Reads:
                           record (the four-eyes check happens when someone approves).
     --workspace DIR       optional: where the workspace volume is mounted here (default none). With it,
                           a local context (relative path or /workspace/...) must exist inside DIR, and
-                          neither it nor the dockerfile may reach outside through a symlink.
+                          neither it nor the dockerfile may reach outside through a symlink; a tar
+                          context's members may not escape it and must hold the dockerfile.
     --kind build|push     which request: build (image-build, BuildRequest) or push (image-push,
                           PushRequest); default push iff a `source` parameter is given.
     --out DIR             output directory (default steps.contract.OUTPUT_DIR or $IMAGEGATE_OUT).
@@ -205,7 +206,7 @@ def _check_workspace(req: BuildRequest, workspace: Path) -> list[str]:
     if context.is_file():
         if not context.name.endswith(_TAR_SUFFIXES):
             return [f"context: {req.context!r} is a file but not a tar archive: give a directory or a .tar/.tar.gz"]
-        return []
+        return _check_tar(req, context)
     dockerfile = (context / req.dockerfile).resolve()
     if not _inside(dockerfile, context):
         return [f"dockerfile: {req.dockerfile!r} leads outside the context (through a symlink): use a file inside it"]
@@ -223,6 +224,26 @@ def _source_simulated(req: PushRequest) -> tuple[bool, list[str]]:
     except ValueError as exc:
         first = str(exc).splitlines()[1:2] or [str(exc)]
         return True, [f"source-result: not a result JSON ({first[0].strip()}): pass the earlier run's `result` output"]
+
+
+def _check_tar(req: BuildRequest, archive: Path) -> list[str]:
+    """A tar context's members stay inside it (no absolute or '..' names) and hold the dockerfile."""
+    import tarfile
+
+    dockerfile = req.dockerfile.removeprefix("./")
+    has_dockerfile = False
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:  # streamed: only the headers are read
+                name = member.name.removeprefix("./")
+                if name.startswith("/") or ".." in name.split("/"):
+                    return [f"context: archive member {member.name!r} escapes the context: rebuild the tar without it"]
+                has_dockerfile = has_dockerfile or (name == dockerfile and not member.isdir())
+    except (OSError, tarfile.TarError) as exc:
+        return [f"context: {req.context!r} is not a readable tar archive ({exc}): recreate it"]
+    if not has_dockerfile:
+        return [f"dockerfile: {req.dockerfile!r} is not in the archive {req.context!r}: add it or fix the path"]
+    return []
 
 
 def validate(

@@ -1,5 +1,6 @@
 """validate: bad requests end before approval, each problem naming its field and the fix."""
 
+import io
 import json
 import subprocess
 import sys
@@ -309,10 +310,37 @@ def test_local_context_inside_the_workspace_is_accepted(workspace, context):
 
 
 def test_tar_context_and_remote_context_pass_the_workspace_check(workspace):
-    with tarfile.open(workspace / "ctx.tar", "w") as tar:
-        tar.add(workspace / "app" / "Dockerfile", arcname="Dockerfile")
+    _tar(workspace / "ctx.tar", {"./Dockerfile": b"FROM scratch\n", "./src/a": b"a"})
     assert check({"context": "ctx.tar"}, workspace=workspace).ok
     assert check({"context": "git://example.com/repo.git#main"}, workspace=workspace).ok
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz" if path.name.endswith("gz") else "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "field", "problem"),
+    [
+        pytest.param({"../evil": b"x", "Dockerfile": b"FROM scratch"}, "context", "escapes", id="member-dotdot"),
+        pytest.param({"/etc/evil": b"x", "Dockerfile": b"FROM scratch"}, "context", "escapes", id="member-absolute"),
+        pytest.param({"src/app.py": b"x"}, "dockerfile", "not in the archive", id="dockerfile-missing"),
+    ],
+)
+def test_tar_context_members_stay_inside_and_hold_the_dockerfile(workspace, members, field, problem):
+    _tar(workspace / "ctx.tar.gz", members)
+    error = only_error(check({"context": "ctx.tar.gz"}, workspace=workspace))
+    assert error.startswith(f"{field}: ") and problem in error
+
+
+def test_unreadable_tar_context_is_rejected(workspace):
+    (workspace / "ctx.tar").write_bytes(b"not a tar")
+    assert "not a readable tar archive" in only_error(check({"context": "ctx.tar"}, workspace=workspace))
 
 
 def test_step_writes_outputs_for_a_valid_request(tmp_path, workspace):
