@@ -93,7 +93,9 @@ GATED = """\
               - name: build
                 depends: approve
                 template: step
-                when: "'{{tasks.approve.outputs.parameters.decision}}' == 'approve' && '{{workflow.parameters.mode}}' != 'x'"
+                when: >-
+                  '{{tasks.approve.outputs.parameters.decision}}' == 'approve' &&
+                  '{{workflow.parameters.mode}}' != 'x'
               - name: push
                 depends: build.Succeeded
                 template: push
