@@ -459,6 +459,7 @@ class Capabilities(_Model):
     newuidmap: bool = False
     newgidmap: bool = False
     dev_fuse: bool = False
+    apparmor: str | None = Field(None, description="This process's AppArmor profile (e.g. unconfined), null without AppArmor.")
     builders: dict[str, str | None] = Field(default_factory=dict, description="Builder binary -> version, null when absent.")
     resolved_mode: Mode = Field(description="What `auto` resolves to on this node.")
 

@@ -6,10 +6,10 @@ Reads:
                           runner, the `mode` default in steps.contract.STEPS) used when nothing
                           on this node can build, so the real failure is captured and classified.
     the node itself:      a forked child's unshare(CLONE_NEWUSER) (ctypes), /proc/self/status
-                          (Seccomp, NoNewPrivs, CapEff), the uid, /proc/sys/user/max_user_namespaces,
-                          newuidmap/newgidmap on PATH (and whether they are setuid), /dev/fuse, and
-                          the builder binaries buildah, /kaniko/executor, buildctl-daemonless.sh with
-                          their versions. PATH as in the environment.
+                          (Seccomp, NoNewPrivs, CapEff), the AppArmor label (/proc/self/attr), the uid,
+                          /proc/sys/user/max_user_namespaces, newuidmap/newgidmap on PATH (and whether
+                          they are setuid), /dev/fuse, and the builder binaries buildah, /kaniko/executor,
+                          buildctl-daemonless.sh with their versions. PATH as in the environment.
     --out DIR             output directory (default steps.contract.OUTPUT_DIR or $IMAGEGATE_OUT).
 
 Writes:
@@ -120,6 +120,18 @@ def _setuid_helper(name: str) -> bool:
         return False
 
 
+def _apparmor_profile() -> str | None:
+    """The AppArmor label of this process (`unconfined`, `cri-containerd.apparmor.d (enforce)`), or None."""
+    for path in (Path("/proc/self/attr/apparmor/current"), Path("/proc/self/attr/current")):
+        try:
+            label = path.read_text().strip("\x00\n ")
+        except OSError:  # no such file, or EINVAL when no LSM provides the attribute
+            continue
+        if label:
+            return label
+    return None
+
+
 def builder_version(key: str) -> str | None:
     """The installed version of a builder (key of BUILDER_BINARIES), None when absent."""
     import subprocess
@@ -152,6 +164,7 @@ def probe_node() -> Capabilities:
         newuidmap=_setuid_helper("newuidmap"),
         newgidmap=_setuid_helper("newgidmap"),
         dev_fuse=os.path.exists("/dev/fuse") and os.access("/dev/fuse", os.R_OK | os.W_OK),
+        apparmor=_apparmor_profile(),
         builders={key: builder_version(key) for key in BUILDER_BINARIES},
         resolved_mode=DEFAULT_MODE,
     )

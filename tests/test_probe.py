@@ -54,6 +54,8 @@ def test_probe_reports_this_nodes_real_facts(tmp_path):
     assert found.max_user_namespaces == int(Path("/proc/sys/user/max_user_namespaces").read_text())
     assert found.newuidmap == (shutil.which("newuidmap") is not None)
     assert found.dev_fuse == os.access("/dev/fuse", os.R_OK | os.W_OK)
+    if not Path("/sys/module/apparmor").exists():
+        assert found.apparmor is None
     assert mode == found.resolved_mode.value
     assert mode in {m.value for m in BUILD_MODES}
 
