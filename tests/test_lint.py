@@ -212,3 +212,24 @@ def test_template_ref_into_a_linted_template_must_exist(tmp_path: Path) -> None:
     assert (
         path.read_text().splitlines()[finding.line - 1].strip().startswith("templateRef: {name: lib, template: helo}")
     )
+
+
+def test_malformed_object_gets_schema_findings_instead_of_a_crash(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {name: malformed}
+        spec:
+          entrypoint: main
+          templates:
+            - name: main
+              dag:
+                tasks:
+                  - "a string, not a task"
+        """,
+    )
+    report = lint([path])
+    assert "schema" in {f.rule for f in report.findings}
+    assert not report.ok

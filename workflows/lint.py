@@ -1041,21 +1041,22 @@ def lint_manifests(manifests: list[Manifest], files: list[str] | None = None) ->
     findings: list[LintFinding] = []
     for manifest in manifests:
         doc = Doc(manifest, by_name)
+        malformed = False  # the schema rule runs first: it says whether the object has Argo's shape
         for rule_id, fn in _FUNCTIONS.items():
             rule = RULES[rule_id]
-            for item in fn(doc):
+            try:
+                items = list(fn(doc))
+            except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+                if not malformed:
+                    raise  # a well-formed object that breaks a rule is a bug in the rule: keep the traceback
+                items = [((), f"not checked: {doc.object} does not have the shape the schema requires")]
+            for item in items:
                 loc, message = item[0], item[1]
                 severity = item[2] if len(item) > 2 else rule.severity  # type: ignore[misc]
+                malformed = malformed or (rule_id == "schema" and severity is Severity.ERROR)
                 findings.append(
-                    LintFinding(
-                        file=manifest.path,
-                        line=manifest.line(loc),
-                        rule=rule_id,
-                        severity=severity,
-                        message=message,
-                        hint=rule.hint,
-                        object=doc.object,
-                    )  # fmt: skip
+                    LintFinding(file=manifest.path, line=manifest.line(loc), rule=rule_id, severity=severity,
+                                message=message, hint=rule.hint, object=doc.object)  # fmt: skip
                 )
     findings.sort(key=lambda f: (f.file, f.line, f.rule))
     return LintReport(files=files or sorted({m.path for m in manifests}), objects=len(manifests), findings=findings)
