@@ -102,6 +102,7 @@ _SAFE_SYSCTLS = frozenset(
     }
 )
 _SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+# restricted's volume types (PSS "Volume Types"); anything else, image volumes included, is flagged.
 _RESTRICTED_VOLUMES = frozenset(
     {
         "configMap",
@@ -112,7 +113,6 @@ _RESTRICTED_VOLUMES = frozenset(
         "persistentVolumeClaim",
         "projected",
         "secret",
-        "image",
     }
 )
 _APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
