@@ -26,7 +26,8 @@ CLI::
 
 The launcher execs the command (same PID) in the seccomp-only case; with
 ``--max-user-namespaces`` it forks, waits, and exits with the child's status
-(128+N when the child died of signal N). Its own errors exit 125, like ``env``/``unshare``.
+(128+N when the child died of signal N), forwarding SIGTERM/SIGINT/SIGHUP to it; the child
+gets SIGKILL should the launcher die. Its own errors exit 125, like ``env``/``unshare``.
 
 Library: ``fault_command(cmd, errno_name=..., max_user_namespaces=..., user=...)`` returns
 the argv to pass to subprocess; ``apply_seccomp(errno_value)`` loads the filter in the
@@ -41,6 +42,7 @@ import argparse
 import ctypes
 import errno
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +52,7 @@ __all__ = ["CLONE_NEWUSER", "FAULTS_PY", "apply_seccomp", "fault_command", "main
 FAULTS_PY = Path(__file__).resolve()
 CLONE_NEWUSER = 0x10000000  # include/uapi/linux/sched.h
 _LAUNCH_ERROR = 125
+_PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 
 # libseccomp ABI (seccomp.h, libseccomp 2.5): action values, compare ops, filter attributes.
 _SCMP_ACT_ALLOW = 0x7FFF0000
@@ -162,6 +165,7 @@ def _exec(cmd: list[str]) -> None:
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.unshare.argtypes = [ctypes.c_int]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
     return libc
 
 
@@ -184,10 +188,17 @@ def _run_in_limited_userns(limit: int, apply: Callable[[], None], cmd: list[str]
                 raise FaultError("the parent could not write the uid/gid maps")
             Path("/proc/sys/user/max_user_namespaces").write_text(f"{limit}\n")
             apply()
-        except (FaultError, OSError) as exc:
+            # Die with the launcher (a test's timeout kills only it); set after the uid change,
+            # which clears it.
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() == 1:
+                raise FaultError("the launcher died before the command started")
+        except BaseException as exc:  # a forked child never returns into the caller's code
             sys.stderr.write(f"faults: {exc}\n")
             os._exit(_LAUNCH_ERROR)
         _exec(cmd)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
     os.close(ready_w)
     os.close(go_r)
     ok = os.read(ready_r, 1) == b"1"
