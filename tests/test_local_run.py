@@ -9,6 +9,7 @@ namespaces (max_user_namespaces=0), as a locked-down node would.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from steps.contract import Builder, BuildResult, Decision, FailureClass, Policy,
 from workflows import local, status_codes
 from workflows.cli import main
 from workflows.errors import LocalRunError, RequestError
-from workflows.local_progress import ApprovalInput, State, terminal_prompt
+from workflows.local_progress import ApprovalInput, LineDisplay, NodeStatus, State, TreeDisplay, terminal_prompt
 from workflows.registry import EmbeddedRegistry
 
 pytestmark = pytest.mark.real
@@ -36,16 +37,12 @@ GATED = ("probe", "build-kaniko", "build-buildkit", "build-runner", "classify", 
 APPROVE = ApprovalInput(decision=Decision.APPROVE, approver="alice", reason="ship it")
 
 
-@pytest.fixture(autouse=True)
-def _template_and_tools() -> None:
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private XDG cache for a run (the embedded registry's data, the run dirs), once the tools are there."""
     if not TEMPLATE.is_file():
         pytest.skip(f"{TEMPLATE} is not rendered yet: run `imagegate render`")
     require_tools("buildah", "skopeo", "docker-registry")
-
-
-@pytest.fixture
-def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A private XDG cache: the embedded registry's data and the run dirs go there."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache" / "imagegate"
 
@@ -206,6 +203,30 @@ def test_terminal_prompt_timeout_decides_nothing() -> None:
     os.close(write_end)
 
 
+def test_tree_redraws_the_running_row_in_place_but_never_over_a_prompt() -> None:
+    screen = io.StringIO()
+    tree = TreeDisplay(screen, color=False)
+    tree.update(NodeStatus(name="build-runner", template="build-runner", state=State.RUNNING))
+    tree.update(NodeStatus(name="build-runner", template="build-runner", state=State.SUCCEEDED))
+    tree.update(NodeStatus(name="approve", template="approve", state=State.SUSPENDED))
+    tree.interrupted()  # the prompt wrote its questions below the row
+    tree.update(NodeStatus(name="approve", template="approve", state=State.SUCCEEDED, message="approve by alice"))
+    rows = screen.getvalue().split("\n")
+    assert rows[0] == " ├─● build-runner       Running"
+    assert rows[1] == "\x1b[1A\x1b[2K ├─✔ build-runner       Succeeded", "the running row is replaced"
+    assert rows[3] == " ├─✔ approve            Succeeded  approve by alice", "no redraw over the prompt"
+
+
+def test_plain_lines_name_the_exit_handler() -> None:
+    out = io.StringIO()
+    LineDisplay(out).update(
+        NodeStatus(
+            name="report", template="report", state=State.FAILED, exit_handler=True, message="Error (exit code 1)"
+        )
+    )
+    assert out.getvalue() == "report (onExit): Failed  Error (exit code 1)\n"
+
+
 # -- as an unprivileged user ----------------------------------------------------------------------
 
 # (fault, strict) -> expected status; the faults are those of shared/research/machine.md section 5.
@@ -233,7 +254,7 @@ def run_as(user: BuilderUser, fault: dict, *args: str) -> tuple[subprocess.Compl
 
 @pytest.mark.parametrize(("fault", "strict", "expected"), UNPRIVILEGED.values(), ids=UNPRIVILEGED.keys())
 def test_unprivileged_user_gets_what_the_cluster_would(
-    builder_user: BuilderUser, fault: dict, strict: bool, expected: Status
+    builder_user: BuilderUser, cache: Path, fault: dict, strict: bool, expected: Status
 ) -> None:
     proc, cache = run_as(
         builder_user, fault, "-p", "mode=runner", "-p", f"strict={str(strict).lower()}",

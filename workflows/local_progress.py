@@ -185,17 +185,27 @@ _SHOWN = ("context", "dockerfile", "destination", "mode", "strict", "push")
 
 def terminal_prompt(stdin: TextIO, stream: TextIO) -> Prompt:
     """A prompt on the terminal for the decision and a reason, bounded by the suspend's timeout."""
+    fd = stdin.fileno()
+    pending = b""  # read from the fd itself: a buffered readline would hide lines from select()
 
     def read(question: str, deadline: float | None) -> str | None:
+        nonlocal pending
         stream.write(question)
         stream.flush()
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([stdin], [], [], left)
-        if not ready:
-            stream.write("\n")
-            return None
-        line = stdin.readline()
-        return line.strip() if line else None  # end of input decides nothing, like a timeout
+        while b"\n" not in pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                stream.write("\n")
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:  # end of input: a last unterminated line counts, nothing at all decides nothing
+                if not pending:
+                    return None
+                pending += b"\n"
+            pending += chunk
+        line, _, pending = pending.partition(b"\n")
+        return line.decode(errors="replace").strip()
 
     def ask(task: str, params: dict[str, str], timeout: float | None) -> ApprovalInput | None:
         deadline = None if timeout is None else time.monotonic() + timeout
