@@ -289,3 +289,26 @@ def test_only_push_mounts_the_registry_secret():
 def test_main_containers_get_no_service_account_token():
     for key, view in _rendered().items():
         assert view.pod["automountServiceAccountToken"] is False, key
+
+
+def _workflow_templates() -> list[dict]:
+    _rendered()  # skips until render has run
+    return [
+        doc
+        for path in sorted(MANIFESTS.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "WorkflowTemplate"
+    ]
+
+
+def test_the_executor_token_comes_from_the_secret_rbac_provides():
+    secrets = {o["metadata"]["name"] for o in rbac.manifests() if o["kind"] == "Secret"}
+    for wft in _workflow_templates():
+        executor = wft["spec"]["executor"]["serviceAccountName"]
+        assert f"{executor}.service-account-token" in secrets, wft["metadata"]["name"]
+
+
+def test_templates_run_as_a_service_account_the_default_policy_allows():
+    for wft in _workflow_templates():
+        assert wft["spec"]["serviceAccountName"] in Policy().allowed_service_accounts, wft["metadata"]["name"]
+        assert wft["metadata"].get("namespace", rbac.NAMESPACE) == rbac.NAMESPACE
