@@ -181,3 +181,19 @@ def test_probe_cli_help_and_bad_mode():
     )
     assert help_.returncode == 0 and "--default-mode" in help_.stdout
     assert bad.returncode == 2 and "--mode" in bad.stderr
+
+
+@needs_root
+def test_fault_launcher_drops_to_the_user_inside_the_limited_namespace():
+    script = "id -u; unshare -U true"
+    proc = subprocess.run(
+        fault_command(["sh", "-c", script], max_user_namespaces=0, user="65534:65534"), capture_output=True, text=True
+    )
+    assert proc.stdout.split() == ["65534"]
+    assert proc.returncode == 1 and "No space left on device" in proc.stderr
+
+
+@needs_root
+def test_fault_launcher_reports_a_signalled_command_like_a_shell():
+    proc = subprocess.run(fault_command(["sh", "-c", "kill -9 $$"], max_user_namespaces=0), capture_output=True)
+    assert proc.returncode == 128 + 9
