@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -22,8 +23,9 @@ def _mem_total_gib() -> float:
 
 
 def describe() -> dict[str, str | int | float]:
-    """nproc, total memory, kernel, CPU model and load average, as a dict."""
+    """Date, nproc, total memory, kernel, CPU model, load average and Python, as a dict."""
     return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "nproc": os.cpu_count() or 0,
         "mem_total_gib": round(_mem_total_gib(), 1),
         "kernel": platform.release(),
@@ -33,8 +35,8 @@ def describe() -> dict[str, str | int | float]:
     }
 
 
-def summary() -> str:
-    """One line for the top of the report."""
-    d = describe()
+def summary(d: dict[str, str | int | float] | None = None) -> str:
+    """One line for the top of the report (of `describe()`, or of what it returned earlier)."""
+    d = d or describe()
     return (f"machine: {d['nproc']} cores, {d['mem_total_gib']} GiB, kernel {d['kernel']}, CPU {d['cpu']}, "
             f"load {d['loadavg_1m']}, Python {d['python']}")

@@ -1,4 +1,4 @@
-"""The one command: `python -m bench [--only NAME ...] [--quick] [--format text|json]`.
+"""The one command: `python -m bench [--only NAME ...] [--quick] [--format text|json|markdown] [--update-docs]`.
 
 Runs every figure module, prints one line per figure (value, baseline, ratio, target,
 verdict) and exits 1 when any target is missed or a figure could not be measured, 0
@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import classify_log, digest, machine, pods, rebuild, render_lint, startup
-from bench._measure import Figure, Measure
+from bench._measure import ROOT, Figure, Measure
 
 # Figure group -> (full-size run, quick run). Order: cheap first, so a broken checkout fails fast.
 SUITE: dict[str, tuple[Callable[[], list[Figure]], Callable[[], list[Figure]]]] = {
@@ -68,7 +68,8 @@ def format_table(figures: list[Figure]) -> str:
 def format_markdown(figures: list[Figure], elapsed: float, d: dict) -> str:
     """The machine and the figures as Markdown, the block docs/benchmarks.md records."""
     lines = [
-        f"Machine: {d['nproc']} cores (`nproc`), {d['mem_total_gib']} GiB RAM (`free -h`), kernel {d['kernel']}, "
+        f"Run {d['date']}. Machine: {d['nproc']} cores (`nproc`), {d['mem_total_gib']} GiB RAM (`free -h`), "
+        f"kernel {d['kernel']}, "
         f"CPU {d['cpu']}, 1-minute load {d['loadavg_1m']} at the start, Python {d['python']}; "
         f"the suite took {elapsed:.0f} s.",
         "",
@@ -83,6 +84,20 @@ def format_markdown(figures: list[Figure], elapsed: float, d: dict) -> str:
         lines.append(f"| {f.name} | {value} | {baseline} | {ratio} | {target} | **{f.verdict}** |")
     notes = [f"- {f.name}: {f.note}" for f in figures if f.note and f.error is None]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+_START, _END = "<!-- bench:figures:start -->", "<!-- bench:figures:end -->"
+
+
+def update_docs(block: str, path: Path = DOCS) -> None:
+    """Replace the figures between the markers in docs/benchmarks.md with `block`."""
+    text = path.read_text()
+    head, sep, rest = text.partition(_START)
+    _, sep2, tail = rest.partition(_END)
+    if not sep or not sep2:
+        raise ValueError(f"{path} lacks the markers {_START} ... {_END}")
+    path.write_text(f"{head}{_START}\n{block}\n{_END}{tail}")
 
 
 def run(groups: list[str], quick: bool = False, progress: bool = True) -> list[Figure]:
@@ -109,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=list(SUITE), help="run only this group (repeatable)")
     parser.add_argument("--quick", action="store_true", help="small generated data: a smoke run, not the figures")
     parser.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    parser.add_argument("--update-docs", action="store_true",
+                        help=f"also write the figures into {DOCS.relative_to(ROOT)} (between its markers)")
     args = parser.parse_args(argv)
     start = time.monotonic()
     load = machine.describe()  # before the suite loads the machine itself
@@ -122,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         }, indent=2))
     elif args.format == "markdown":
         print(format_markdown(figures, elapsed, load))
-    else:
-        print(machine.summary())
+    if args.update_docs:
+        update_docs(format_markdown(figures, elapsed, load))
+    if args.format == "text":
+        print(machine.summary(load))
         print(format_table(figures))
         missed = [f.name for f in figures if f.missed]
         print(f"{len(figures) - len(missed)}/{len(figures)} figures met their targets in {elapsed:.0f} s"

@@ -93,6 +93,22 @@ def test_table_shows_every_figure_with_ratio_target_and_verdict():
     assert "ERROR missing: no code" in table
 
 
+def test_update_docs_replaces_only_the_figures_between_the_markers(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# B\nprose\n<!-- bench:figures:start -->\nold\n<!-- bench:figures:end -->\nmore prose\n")
+    run.update_docs("| new | table |", doc)
+    assert doc.read_text() == (
+        "# B\nprose\n<!-- bench:figures:start -->\n| new | table |\n<!-- bench:figures:end -->\nmore prose\n"
+    )
+
+
+def test_update_docs_refuses_a_file_without_markers(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# B\n")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        run.update_docs("x", doc)
+
+
 def test_child_peak_rss_is_the_childs_own_not_the_parents():
     ballast = bytearray(256 * 1024 * 1024)  # the parent's RSS must not leak into the child's figure
     ballast[::4096] = b"x" * len(ballast[::4096])
