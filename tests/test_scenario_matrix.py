@@ -61,11 +61,18 @@ class Scenario:
     allow_synthetic: bool
     decision: str  # approve | reject | timeout
     build: str  # succeeded | a failure class | none (mode synthetic builds nothing)
+    probe: Mode = Mode.RUNNER  # what the probe resolves `auto` to on this (fake) node
 
     @property
     def id(self) -> str:
         strict, allow = str(self.strict).lower(), str(self.allow_synthetic).lower()
-        return f"{self.mode.value}-strict={strict}-allowSynthetic={allow}-{self.decision}-{self.build}"
+        mode = f"auto>{self.probe.value}" if self.mode is Mode.AUTO else self.mode.value
+        return f"{mode}-strict={strict}-allowSynthetic={allow}-{self.decision}-{self.build}"
+
+    @property
+    def builder_task(self) -> str:
+        """The one build task that should run."""
+        return BUILD_FOR_MODE[self.probe if self.mode is Mode.AUTO else self.mode]
 
     @property
     def fallback_allowed(self) -> bool:
@@ -97,7 +104,8 @@ def scenarios() -> list[Scenario]:
         Mode, (False, True), (True, False), ("approve", "reject", "timeout")
     ):
         builds = ["none"] if mode is Mode.SYNTHETIC else ["succeeded", *(c.value for c in FAILURE_CLASSES)]
-        out.extend(Scenario(mode, strict, allow, decision, build) for build in builds)
+        probes = list(BUILD_FOR_MODE) if mode is Mode.AUTO else [Mode.RUNNER]
+        out.extend(Scenario(mode, strict, allow, decision, b, probe) for b in builds for probe in probes)
     return out
 
 
@@ -150,7 +158,7 @@ class Harness:
         if call.task == names.APPROVE:  # FAKE: the person (or the timeout, which sends nothing)
             return LeafOutcome(outputs={} if self.s.decision == "timeout" else {names.DECISION: self.s.decision})
         if call.task == names.PROBE:  # FAKE: the node's capabilities; auto resolves to the buildah runner
-            return LeafOutcome(outputs={"mode": Mode.RUNNER.value, "capabilities": "{}"})
+            return LeafOutcome(outputs={"mode": self.s.probe.value, "capabilities": "{}"})
         if call.task in BUILDER_FOR_TASK:  # FAKE: a build needs a builder runtime
             if self.s.build == "succeeded":
                 return LeafOutcome(outputs={"exit-code": "0", "archive": ARCHIVE_PATH, "digest": _digest(call.task)})
@@ -161,7 +169,7 @@ class Harness:
             return LeafOutcome(outputs={"class": cls.value, "fallback-allowed": str(c.fallback_allowed).lower(),
                                         "classification": c.to_json()})  # fmt: skip
         if call.task == names.PUSH:  # FAKE: a push needs a registry
-            builder = BUILDER_FOR_TASK[BUILD_FOR_MODE.get(self.s.mode, names.BUILD_RUNNER)]
+            builder = BUILDER_FOR_TASK[self.s.builder_task]
             digest = _digest("pushed")
             result = BuildResult(status=Status.SUCCEEDED, builder=builder, image=DESTINATION, digest=digest)
             return LeafOutcome(outputs={"result": result.to_json(), "digest": digest, "image-url": DESTINATION,
@@ -198,6 +206,11 @@ def test_scenario(template, scenario: Scenario, tmp_path: Path) -> None:
         )
     if not scenario.fallback_allowed:
         assert names.SYNTHETIC not in ran, result.summary()
+    builds = ran & set(names.BUILD_TASKS)
+    if scenario.decision == "approve" and scenario.mode is not Mode.SYNTHETIC:
+        assert builds == {scenario.builder_task}, result.summary()  # exactly the chosen builder
+    else:
+        assert not builds, result.summary()
     if scenario.decision == "approve" and not scenario.refused_by_validate:
         pushed = result.phase_of(names.PUSH) is Phase.SUCCEEDED
         synthetic = result.phase_of(names.SYNTHETIC) is Phase.SUCCEEDED
