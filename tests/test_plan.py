@@ -131,8 +131,10 @@ def test_unknown_task_parameter_or_output_is_a_request_error(shared: Path) -> No
         plan(doc, params={"x": "1"})
     with pytest.raises(RequestError, match="has no output"):
         plan(doc, outputs={"approval": {"aprove": "YES"}})
-    with pytest.raises(RequestError, match="not a phase"):
+    with pytest.raises(RequestError, match="not an outcome"):
         plan(doc, outcomes={"approval": "Exploded"})
+    with pytest.raises(RequestError, match="not an outcome"):
+        plan(doc, outcomes={"deploy-prod": "Skipped"})  # Skipped follows from `when`, it is not given
 
 
 def test_cli_plan_prints_phases_order_and_pods(shared: Path, capsys: pytest.CaptureFixture[str]) -> None:

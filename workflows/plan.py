@@ -89,13 +89,13 @@ class Phase(StrEnum):
 
     @classmethod
     def parse(cls, text: str) -> Phase:
-        """A phase from user input (`Errored`, as `depends` spells it, means Error)."""
-        aliases = {p.value.lower(): p for p in cls} | {"errored": cls.ERROR}
+        """How a leaf can end, from user input (`Errored`, as `depends` spells it, means Error)."""
+        aliases = {p.value.lower(): p for p in (cls.SUCCEEDED, cls.FAILED, cls.ERROR)} | {"errored": cls.ERROR}
         try:
             return aliases[text.strip().lower()]
         except KeyError:
             raise RequestError(
-                f"{text!r} is not a phase",
+                f"{text!r} is not an outcome a task can be given",
                 hint="use Succeeded, Failed or Error (Skipped/Omitted follow from when/depends)",
             ) from None
 
