@@ -90,8 +90,9 @@ def synthetic_digest(request: BuildRequest, workspace: Path) -> str:
             content = hash_context(path)
         except (OSError, tarfile.TarError) as exc:
             raise InputError(f"context {request.context!r}: cannot read it ({exc})") from exc
+    # by_alias spelled out: the digest must not depend on a pydantic version's serialisation default.
     canonical = json.dumps(
-        {"context": content, "format": FORMAT, "request": request.model_dump(mode="json")},
+        {"context": content, "format": FORMAT, "request": request.model_dump(mode="json", by_alias=True)},
         sort_keys=True,
         separators=(",", ":"),
     )
