@@ -10,9 +10,11 @@ What is hashed, per entry, in the order of its path components (byte-wise):
     l <path> <target>                 a symlink, never followed
     h <path> <target>                 a tar hard link (directories have none)
     o <path> <kind>                   anything else (fifo, device, socket)
-Fields are length-prefixed, so no two trees share an encoding. `mode` keeps what a build
-copies and every checkout agrees on: the executable bit (any x bit) and setuid, setgid,
-sticky. Owners, times and the rest of the permission bits differ between machines and
+Each record is its one-letter kind, then the path and each field as an 8-byte big-endian
+length and the bytes (mode as octal text: `0`, `111`, `4111`), so no two trees share an
+encoding; the hash is sha256 of the line `imagegate-context/v1` and the records. `mode` keeps
+what a build copies and every checkout agrees on: the executable bit (any x bit) and setuid,
+setgid, sticky. Owners, times and the rest of the permission bits differ between machines and
 checkouts and are left out.
 """
 

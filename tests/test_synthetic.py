@@ -1,5 +1,6 @@
 """synthetic: a deterministic, clearly marked result, only for a classification that allows it."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -244,3 +245,26 @@ def test_hashing_a_large_context_streams_in_flat_memory(tmp_path):
 def test_step_help_works():
     proc = subprocess.run([sys.executable, "-m", "steps.synthetic", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "--classification" in proc.stdout
+
+
+def test_context_hash_follows_its_documented_encoding(tmp_path):
+    # GIVEN a tiny tree: an executable file, a plain file, a directory holding a symlink
+    root = tmp_path / "ctx"
+    (root / "d").mkdir(parents=True)
+    (root / "run").write_bytes(b"#!/bin/sh\n")
+    (root / "run").chmod(0o750)
+    (root / "x").write_bytes(b"x")
+    (root / "d" / "l").symlink_to("../x")
+
+    def rec(kind: bytes, path: bytes, *fields: bytes) -> bytes:
+        return kind + b"".join(len(f).to_bytes(8, "big") + f for f in (path, *fields))
+
+    # THEN the hash is exactly the one the module docstring specifies, in path-component order
+    expected = hashlib.sha256(
+        b"imagegate-context/v1\n"
+        + rec(b"d", b"d")
+        + rec(b"l", b"d/l", b"../x")
+        + rec(b"f", b"run", b"111", hashlib.sha256(b"#!/bin/sh\n").digest())
+        + rec(b"f", b"x", b"0", hashlib.sha256(b"x").digest())
+    ).hexdigest()
+    assert hash_context(root) == expected
