@@ -219,9 +219,15 @@ def _ancestors(tasks: list[dict[str, Any]]) -> dict[str, set[str]]:
 _BRACKET = re.compile(r"\[\s*['\"]([^'\"]+)['\"]\s*\]")
 
 
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+
+
 def _expr_text(text: str) -> str:
-    """An expression with `x['a-b']` written as `x.a-b`, so one regex reads both forms."""
-    return _BRACKET.sub(lambda m: "." + m.group(1), text)
+    """An expression with `x['a-b']` and `x?.y` written as `x.a-b` and `x.y`, string literals blanked.
+
+    So one regex reads every form of a variable path, and a quoted word is never taken for one.
+    """
+    return _STRING_LITERAL.sub("''", _BRACKET.sub(lambda m: "." + m.group(1), text).replace("?.", "."))
 
 
 def _references(text: str, location: Location) -> Iterator[tuple[str, bool]]:
