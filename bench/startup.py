@@ -27,7 +27,7 @@ def _cpu_ms(run: ChildRun) -> float:
     return (run.user_s + run.sys_s) * 1000
 
 
-def figures(repeats: int = 9, modules: Sequence[str] | None = None) -> list[Figure]:
+def figures(repeats: int = 11, modules: Sequence[str] | None = None) -> list[Figure]:
     """One figure per step module: median start-up in ms against the bare interpreter.
 
     Also, for information: `import steps.contract` (what every step shares), and the slowest
