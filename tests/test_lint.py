@@ -173,6 +173,7 @@ def test_cli_json_is_the_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lint", "--format", "json", str(CASES / "dag-cycle.yaml")]) == 1
     data = json.loads(capsys.readouterr().out)
     assert [f["rule"] for f in data["findings"]] == ["dag-cycle"]
+    assert (data["errors"], data["ok"]) == (1, False)
     assert data["findings"][0]["hint"]
 
 

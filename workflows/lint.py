@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from steps.contract import Decision
 from workflows import names
@@ -65,11 +65,13 @@ class LintReport(BaseModel):
     objects: int
     findings: list[LintFinding]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def errors(self) -> int:
         """How many findings are errors."""
         return sum(f.severity is Severity.ERROR for f in self.findings)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         """True when no finding is an error."""
