@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from faults import fault_command
 from realworld import ROOT, BuilderUser, Registry, builder_user, registry, require_root, require_tools
 
@@ -83,7 +85,7 @@ def test_approved_run_pushes_to_the_embedded_registry_which_serves_that_digest(c
     assert result.builder is Builder.BUILDAH and not result.simulated
     assert result.image == f"{outcome.registry}/hello:local"
     assert result.approval is not None and result.approval.decision is Decision.APPROVE
-    assert result.approval.approver == "alice"
+    assert next(n for n in outcome.nodes if n.name == "approve").message == "approve by alice: ship it"
     seen = phases(outcome)
     assert seen["build-runner"] is State.SUCCEEDED and seen["push"] is State.SUCCEEDED
     assert seen.get("synthetic", State.OMITTED) in (State.SKIPPED, State.OMITTED)
@@ -239,11 +241,29 @@ UNPRIVILEGED = {
 }
 
 
+def user_install(user: BuilderUser) -> tuple[Path, Path, Path]:
+    """What the user runs, copied where it can read it: (PYTHONPATH entry, template, context).
+
+    The builder fixture gives the user steps/ and pydantic (`user.pylib`); the local runner
+    also needs workflows/ and PyYAML, and the template and the context to read.
+    """
+    home = user.mkdtemp("local-run-")
+    lib = home / "lib"
+    shutil.copytree(ROOT / "workflows", lib / "workflows", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(yaml.__file__).parent, lib / "yaml", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(HELLO, home / "hello")
+    shutil.copy(TEMPLATE, home / "image-build.yaml")
+    user.chown(home)
+    return lib, home / "image-build.yaml", home / "hello"
+
+
 def run_as(user: BuilderUser, fault: dict, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`imagegate run --local` as the builder user (under `fault`); the process and the user's cache."""
+    lib, template, context = user_install(user)
     cache = user.mkdtemp("local-run-cache-")
-    cmd = [user.python, "-m", "workflows.cli", "run", "--local", str(HELLO), "--format", "json", *args]
-    env = user.env(XDG_CACHE_HOME=str(cache))
+    cmd = [user.python, "-m", "workflows.cli", "run", "--local", str(context), "--template", str(template),
+           "--format", "json", *args]  # fmt: skip
+    env = user.env(XDG_CACHE_HOME=str(cache), PYTHONPATH=f"{lib}:{user.pylib}")
     if fault:
         prefix = fault_command([], user=f"{user.uid}:{user.gid}", **fault)
         proc = subprocess.run([*prefix, *cmd], env=env, cwd=user.scratch, capture_output=True, text=True, timeout=600)
