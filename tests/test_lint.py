@@ -234,3 +234,12 @@ def test_malformed_object_gets_schema_findings_instead_of_a_crash(tmp_path: Path
     report = lint([path])
     assert "schema" in {f.rule for f in report.findings}
     assert not report.ok
+
+
+def test_unquoted_phase_or_single_word_enum_is_safe_in_a_when(tmp_path: Path) -> None:
+    text = (CASES / "when-unquoted-value.yaml").read_text()
+    text = text.replace(
+        "parameters: [{name: destination, value: registry.example.com/app:1}]",
+        "parameters: [{name: mode, value: auto, enum: [auto, runner]}]",
+    ).replace("when: \"{{workflow.parameters.destination}} != ''\"", "when: '{{workflow.parameters.mode}} == auto'")
+    assert lint([_write(tmp_path, text)]).findings == []

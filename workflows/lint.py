@@ -601,6 +601,47 @@ def _when_syntax(doc: Doc) -> Iterator[Finding]:
                 yield doc.tloc(i, *rel, "when"), f"when of {call.get('name')}: {exc}"
 
 
+# Values govaluate reads as one token when bare (a word or a number); anything else must be quoted.
+_BARE_SAFE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|-?[0-9]+(?:\.[0-9]+)?)$")
+# Tags whose values are always one bare word: node phases and the workflow status.
+_SAFE_TAG = re.compile(r"^(?:(?:tasks|steps)\.[-a-zA-Z0-9]+\.status|workflow\.status|tasks\.name|steps\.name)$")
+
+
+def _enum_of(doc: Doc, template: Mapping[str, Any], tag: str) -> list[str] | None:
+    """The declared enum of a workflow or input parameter tag, if it has one."""
+    m = re.fullmatch(r"(workflow|inputs)\.parameters\.([-\w]+)", tag)
+    if not m:
+        return None
+    params = (doc.spec.get("arguments") or {}).get("parameters") if m.group(1) == "workflow" else None
+    params = params if params is not None else (template.get("inputs") or {}).get("parameters")
+    found = next((p for p in params or [] if p.get("name") == m.group(2)), None)
+    return [str(v) for v in found["enum"]] if found and found.get("enum") else None
+
+
+@_rule("when-unquoted-value", Severity.WARNING, "quote the operand: '{{...}}' == 'value'")
+def _when_unquoted_value(doc: Doc) -> Iterator[Finding]:
+    """A `when` operand that is substituted bare breaks govaluate when its value holds a space, '-', '.', ':'.
+
+    Bare words become strings, so `{{x}} == yes` works until x is `registry.example.com/app:1`
+    (shared/research/argo.md section 1 rule 18). Phases and enum values of single words are safe.
+    """
+    for i, t in doc.m.templates():
+        for rel, call in _calls(t):
+            when = str(call.get("when") or "")
+            reported: set[str] = set()
+            for m in re.finditer(r"\{\{(.*?)\}\}", when, flags=re.DOTALL):
+                tag = m.group(1).strip()
+                before, after = when[m.start() - 1 : m.start()], when[m.end() : m.end() + 1]
+                quoted = before in ("'", '"') and after == before
+                if tag in reported or tag.startswith("=") or quoted or _SAFE_TAG.match(tag):
+                    continue
+                reported.add(tag)
+                enum = _enum_of(doc, t, tag)
+                if enum is not None and all(_BARE_SAFE.match(v) for v in enum):
+                    continue
+                yield doc.tloc(i, *rel, "when"), f"when of {call.get('name')}: {{{{{tag}}}}} is substituted unquoted"
+
+
 @_rule(
     "param-in-script-source", Severity.ERROR, "pass the value as an argument or environment variable and read it there"
 )
@@ -1063,8 +1104,15 @@ def lint_manifests(manifests: list[Manifest], files: list[str] | None = None) ->
                 severity = item[2] if len(item) > 2 else rule.severity  # type: ignore[misc]
                 malformed = malformed or (rule_id == "schema" and severity is Severity.ERROR)
                 findings.append(
-                    LintFinding(file=manifest.path, line=manifest.line(loc), rule=rule_id, severity=severity,
-                                message=message, hint=rule.hint, object=doc.object)  # fmt: skip
+                    LintFinding(
+                        file=manifest.path,
+                        line=manifest.line(loc),
+                        rule=rule_id,
+                        severity=severity,
+                        message=message,
+                        hint=rule.hint,
+                        object=doc.object,
+                    )  # fmt: skip
                 )
     findings.sort(key=lambda f: (f.file, f.line, f.rule))
     return LintReport(files=files or sorted({m.path for m in manifests}), objects=len(manifests), findings=findings)
