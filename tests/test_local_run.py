@@ -24,7 +24,7 @@ from faults import fault_command
 from realworld import ROOT, BuilderUser, Registry, builder_user, registry, require_root, require_tools
 
 from steps.contract import Builder, BuildResult, Decision, FailureClass, Policy, PushSkippedReason, Status
-from workflows import local, status_codes
+from workflows import local, manifest, plan, status_codes
 from workflows.cli import main
 from workflows.errors import LocalRunError, RequestError
 from workflows.local_progress import ApprovalInput, LineDisplay, NodeStatus, State, TreeDisplay, terminal_prompt
@@ -101,6 +101,26 @@ def test_auto_mode_resolves_through_the_real_probe(cache: Path) -> None:
     assert outcome.result.status is Status.SUCCEEDED
     assert outcome.result.builder is Builder.BUILDAH
     assert served_digest(cache / "registry", outcome.result.image or "") == outcome.result.digest
+
+
+@pytest.mark.parametrize("decision", [Decision.APPROVE, Decision.REJECT], ids=["approved-auto", "rejected"])
+def test_local_run_takes_the_path_plan_predicts_for_the_same_outcomes(decision: Decision, cache: Path) -> None:
+    # GIVEN a real run
+    require_root()
+    outcome = local.run(HELLO, {"mode": "auto"}, approval=ApprovalInput(decision=decision, approver="alice"))
+    # WHEN plan is asked about the same template with the outcomes and outputs each leaf really had
+    ran = [n for n in outcome.nodes if n.state not in (State.SKIPPED, State.OMITTED)]
+    predicted = plan.plan(
+        manifest.load_template(TEMPLATE), outcome.parameters,
+        outcomes={n.name: n.state.value for n in ran if not n.exit_handler},
+        outputs={n.name: n.outputs for n in ran},
+    )  # fmt: skip
+    # THEN every node has the phase plan gives it, and the result's status is plan's
+    assert {n.name: n.state.value for n in outcome.nodes} == {
+        n.name: n.phase.value for n in predicted.nodes if n.kind not in ("dag", "steps")
+    }
+    assert predicted.result_status == outcome.result.status.value
+    assert predicted.phase.value == outcome.phase
 
 
 def test_reject_never_builds_or_pushes(cache: Path) -> None:

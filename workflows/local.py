@@ -78,6 +78,7 @@ class LocalRun(BaseModel):
 
     workflow: str
     phase: str = Field(description="The workflow's phase: Succeeded, Failed or Error.")
+    parameters: dict[str, str] = Field(description="The workflow parameters the run used, defaults applied.")
     run_dir: Path
     registry: str | None = Field(None, description="host:port of the embedded registry, when the run pushed there.")
     nodes: list[NodeStatus]
@@ -256,8 +257,8 @@ class _Runner:
         except ValidationError as exc:
             raise LocalRunError(f"the workflow's result is not a BuildResult: {exc.errors()[0]['msg']}") from None
         return LocalRun(
-            workflow=self.name, phase=plan.phase.value, run_dir=self.dir, registry=embedded.host if embedded else None,
-            nodes=list(self.nodes.values()), result=result,
+            workflow=self.name, phase=plan.phase.value, parameters=self.params, run_dir=self.dir,
+            registry=embedded.host if embedded else None, nodes=list(self.nodes.values()), result=result,
         )  # fmt: skip
 
     # -- the leaf callback ------------------------------------------------------------------
@@ -281,7 +282,7 @@ class _Runner:
                 f"{call.name}: template {call.template_name} is a {call.kind} template, which run --local does not run",
                 hint="run --local runs steps-image containers and approval suspends",
             )
-        node.state, node.message, node.finished_at = State(phase.value), message, _now()
+        node.state, node.message, node.finished_at, node.outputs = State(phase.value), message, _now(), outputs
         self.display.update(node)
         return LeafOutcome(phase=phase, outputs=outputs, message=message)
 

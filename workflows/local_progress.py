@@ -64,6 +64,7 @@ class NodeStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
+    outputs: dict[str, str] = Field(default_factory=dict, description="Output parameters the node produced.")
     log: Path | None = Field(None, description="The step's stdout and stderr, for nodes that ran a step.")
 
     @property
