@@ -38,8 +38,9 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from steps._io import add_common_args, load_policy, parse_param_pairs, write_outputs
 from steps.contract import (
@@ -55,7 +56,7 @@ from steps.contract import (
 )
 from steps.errors import InputError
 
-__all__ = ["Verdict", "main", "validate"]
+__all__ = ["Verdict", "main", "registry_allowed", "validate"]
 
 # Kubernetes object names (k8s.io/apimachinery/pkg/util/validation: IsDNS1123Label / IsDNS1123Subdomain).
 _DNS1123_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -72,15 +73,14 @@ _HINTS = {
 }
 
 
-class Verdict:
-    """What validate decided: the canonical request and the outputs, or the problems."""
+class Verdict(BaseModel):
+    """What validate decided: the canonical request and its outputs, or the problems."""
 
-    def __init__(self) -> None:
-        self.request: BuildRequest | PushRequest | None = None
-        self.errors: list[str] = []
-        self.fallback = "forbidden"
-        self.insecure = False
-        self.source_simulated: bool | None = None  # image-push only
+    request: BuildRequest | PushRequest | None = None
+    errors: list[str] = Field(default_factory=list, description="One `field: message` line per problem.")
+    fallback: Literal["allowed", "forbidden"] = "forbidden"
+    insecure: bool = False
+    source_simulated: bool | None = Field(None, description="image-push only: the source is a synthetic result.")
 
     @property
     def ok(self) -> bool:
