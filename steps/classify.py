@@ -294,15 +294,16 @@ def _decide(found: list[_Found], seen: set[str], exit_code: int | None) -> Class
 
 
 def classify_file(path: Path, exit_code: int | None = None, builder: str | None = None) -> Classification:
-    """Classify the log at `path`, streaming it; a missing file is an empty log."""
+    """Classify the log at `path`, streaming it; a missing or unreadable file counts as what was read of it."""
     scan = _scan(builder)
     try:
         with path.open("rb", buffering=0) as stream:
             for raw in candidate_lines(stream, scan.keywords, MAX_LINE):
                 scan.feed(raw)
-    except FileNotFoundError:
-        result = classify_lines([], exit_code, builder)
-        return result.model_copy(update={"message": f"no log at {path}; {result.message}"})
+    except OSError as exc:
+        result = scan.result(exit_code)
+        problem = f"no log at {path}" if isinstance(exc, FileNotFoundError) else f"log {path}: {exc.strerror}"
+        return result if result.signature else result.model_copy(update={"message": f"{problem}; {result.message}"})
     return scan.result(exit_code)
 
 

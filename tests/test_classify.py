@@ -208,6 +208,12 @@ def test_cli_classifies_a_missing_log_as_unclassified(tmp_path):
     assert "no log at" in result["message"]
 
 
+def test_cli_classifies_an_unreadable_log_as_unclassified(tmp_path):
+    proc = run_classify("--log", str(tmp_path), "--exit-code", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["class"] == "unclassified" and str(tmp_path) in proc.stdout
+
+
 def test_cli_rejects_an_unknown_builder_with_usage_error():
     proc = run_classify("--log", "x", "--builder", "docker")
     assert proc.returncode == 2
