@@ -243,3 +243,26 @@ def test_unquoted_phase_or_single_word_enum_is_safe_in_a_when(tmp_path: Path) ->
         "parameters: [{name: mode, value: auto, enum: [auto, runner]}]",
     ).replace("when: \"{{workflow.parameters.destination}} != ''\"", "when: '{{workflow.parameters.mode}} == auto'")
     assert lint([_write(tmp_path, text)]).findings == []
+
+
+def test_manifest_lines_point_at_keys_and_items(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "kind: ConfigMap\napiVersion: v1\n---\n"  # skipped: not an Argo kind
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: w-}\nspec:\n"
+        "  entrypoint: main\n  templates:\n    - name: main\n      container:\n        image: busybox\n"
+    )
+    (doc,) = load_paths([path])
+    assert (doc.index, doc.name, doc.kind) == (1, "w-", "Workflow")
+    assert doc.line(("spec", "templates", 0, "container", "image")) == 12
+    assert doc.line(("spec", "templates", 0)) == 10
+    assert doc.line(("spec", "templates", 0, "container", "no-such-key")) == 11  # nearest ancestor
+
+
+def test_invalid_yaml_is_a_template_error_naming_the_file(tmp_path: Path) -> None:
+    from workflows.errors import TemplateError
+
+    path = tmp_path / "broken.yaml"
+    path.write_text("kind: Workflow\nspec: [unclosed\n")
+    with pytest.raises(TemplateError, match="broken.yaml: not valid YAML"):
+        load_paths([path])
