@@ -381,8 +381,8 @@ def builder_user():
     try:
         entry = pwd.getpwnam(BUILDER_USER)
     except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BUILDER_USER], check=True,
-                       capture_output=True)
+        # Another session may create it at the same moment: then useradd fails and the user exists.
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BUILDER_USER], capture_output=True)
         entry = pwd.getpwnam(BUILDER_USER)
     _ensure_subordinate_ids(BUILDER_USER)
     if not Path("/usr/bin/python3").is_file():
