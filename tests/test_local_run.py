@@ -133,6 +133,17 @@ def test_reject_never_builds_or_pushes(cache: Path) -> None:
     assert catalog(cache / "registry") == []
 
 
+def test_push_false_builds_the_archive_and_pushes_nothing(cache: Path) -> None:
+    require_root()
+    outcome = local.run(HELLO, {"mode": "runner", "push": "false"}, approval=APPROVE)
+    assert outcome.result.status is Status.SUCCEEDED
+    assert outcome.result.push_skipped_reason is PushSkippedReason.NO_PUSH_REQUESTED
+    assert outcome.result.digest is not None
+    assert phases(outcome)["push"] is State.SKIPPED
+    assert (outcome.run_dir / "volumes" / "workspace" / "image.oci.tar").is_file()
+    assert catalog(cache / "registry") == []
+
+
 def test_cli_json_prints_only_the_result_and_exits_by_status(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require_root()
     code = main(

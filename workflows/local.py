@@ -46,7 +46,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from steps.contract import OUTPUT_DIR, WORKSPACE_DIR, BuildResult, Mode, Policy, parse_duration, parse_reference
+from steps.contract import (
+    OUTPUT_DIR,
+    WORKSPACE_DIR,
+    BuildResult,
+    Mode,
+    Policy,
+    Status,
+    parse_duration,
+    parse_reference,
+)
 from workflows import names
 from workflows.errors import LocalRunError, RequestError, TemplateError
 from workflows.local_progress import ApprovalInput, Display, NodeStatus, Prompt, State
@@ -154,10 +163,13 @@ def run(
 def summary(outcome: LocalRun) -> str:
     """The result in a few lines for people: status, image and digest, and how to pull it."""
     r = outcome.result
-    lines = [f"{r.status.value}: {r.image or '-'}" + (f"@{r.digest}" if r.digest else "")]
+    if r.simulated:  # nothing exists at that reference: say so before anyone pulls it
+        lines = [f"{r.status.value}: {r.image or '-'} (simulated digest {r.digest}, nothing pushed)"]
+    else:
+        lines = [f"{r.status.value}: {r.image or '-'}" + (f"@{r.digest}" if r.digest else "")]
     details = [f"builder {r.builder.value}" if r.builder else ""]
     if r.approval:
-        details.append(f"{r.approval.decision.value} by {r.approval.approver or 'nobody (timeout)'}")
+        details.append(r.approval.decision.value + (f" by {r.approval.approver}" if r.approval.approver else ""))
     if r.push_skipped_reason:
         details.append(f"push skipped: {r.push_skipped_reason.value}")
     if r.classification:
@@ -165,7 +177,7 @@ def summary(outcome: LocalRun) -> str:
     lines.append("  " + ", ".join(d for d in details if d))
     if r.message:
         lines.append(f"  {r.message}")
-    if outcome.registry and r.digest and not r.simulated and r.image:
+    if outcome.registry and r.status is Status.SUCCEEDED and r.push_skipped_reason is None and r.image:
         port = outcome.registry.rsplit(":", 1)[1]
         lines.append(
             f"  pull it later: imagegate registry serve --port {port}, then "
@@ -244,7 +256,7 @@ class _Runner:
         """Evaluate the workflow, running each leaf here; the run with its result."""
         self.display.begin(self.name, self.dir)
         if embedded:
-            self.display.note(f"pushing to the embedded registry {embedded.url} (data in {embedded.data_dir})")
+            self.display.note(f"destination: the embedded registry {embedded.url} (data in {embedded.data_dir})")
         self._prepare_workspace()
         plan = self.evaluator.run(self._execute)
         self._show_decided()
