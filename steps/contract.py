@@ -18,6 +18,7 @@ import json
 import re
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import (
@@ -68,6 +69,8 @@ _REFERENCE = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+# Contexts the builder fetches itself (Kaniko syntax); anything else is a path in the workspace.
+REMOTE_CONTEXT_SCHEMES = ("git://", "https://")
 # The same grammar as a string, for the admission policy's CEL `matches` (RE2 accepts it).
 REFERENCE_PATTERN = _REFERENCE.pattern
 
@@ -310,11 +313,17 @@ class BuildRequest(_Parameters):
     def _context(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("context is empty: give the build context directory, tar archive or git:// URL")
-        if v.startswith("git://") or v.startswith("https://"):
+        if v.startswith(REMOTE_CONTEXT_SCHEMES):
             return _check_text(v, "context")
         # /workspace/... is the volume itself; below it the same rules as a relative path ('..' escapes).
         _check_relative_path(v.removeprefix(f"{WORKSPACE_DIR}/"), "context")
         return v
+
+    def context_path(self, workspace: Path) -> Path | None:
+        """Where a local context is with the workspace volume mounted at `workspace`; None for a URL."""
+        if self.context.startswith(REMOTE_CONTEXT_SCHEMES):
+            return None
+        return workspace / self.context.removeprefix(f"{WORKSPACE_DIR}/")
 
     @field_validator("dockerfile")
     @classmethod

@@ -57,27 +57,19 @@ from steps.contract import (
 )
 from steps.errors import InputError, StepError
 
-__all__ = ["Refused", "context_path", "synthesize", "synthetic_digest", "main"]
+__all__ = ["Refused", "synthesize", "synthetic_digest", "main"]
 
 FORMAT = "imagegate-synthetic/v1"
 _M = TypeVar("_M", bound=BaseModel)
-_REMOTE_CONTEXT = ("git://", "https://")
 
 
 class Refused(StepError):
     """The request or its classification does not allow a synthetic result."""
 
 
-def context_path(request: BuildRequest, workspace: Path) -> Path | None:
-    """Where a local context lives under `workspace`; None for a remote one."""
-    if request.context.startswith(_REMOTE_CONTEXT):
-        return None
-    return workspace / request.context.removeprefix(WORKSPACE_DIR + "/").lstrip("/")
-
-
 def synthetic_digest(request: BuildRequest, workspace: Path) -> str:
     """The deterministic digest of `request` and its context's content."""
-    path = context_path(request, workspace)
+    path = request.context_path(workspace)
     content = None
     if path is not None:
         if not path.exists():

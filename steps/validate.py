@@ -44,7 +44,6 @@ from pydantic import BaseModel, Field, ValidationError
 
 from steps._io import add_common_args, load_policy, parse_param_pairs, write_outputs
 from steps.contract import (
-    WORKSPACE_DIR,
     BuildRequest,
     BuildResult,
     Mode,
@@ -61,7 +60,6 @@ __all__ = ["Verdict", "main", "registry_allowed", "validate"]
 # Kubernetes object names (k8s.io/apimachinery/pkg/util/validation: IsDNS1123Label / IsDNS1123Subdomain).
 _DNS1123_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$")
-_REMOTE_CONTEXT = ("git://", "https://")
 _KINDS: dict[str, type[BuildRequest] | type[PushRequest]] = {"build": BuildRequest, "push": PushRequest}
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # A hint per pydantic error type, where its own message does not say how to fix it.
@@ -193,11 +191,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _check_workspace(req: BuildRequest, workspace: Path) -> list[str]:
     """A local context must exist in the workspace; it and its dockerfile must not leave it via symlinks."""
-    if req.context.startswith(_REMOTE_CONTEXT):
+    given = req.context_path(workspace)
+    if given is None:
         return []
     root = workspace.resolve()
-    relative = req.context.removeprefix(WORKSPACE_DIR + "/") if req.context.startswith("/") else req.context
-    given = workspace / relative
     context = given.resolve()
     if not _inside(context, root):
         return [f"context: {req.context!r} leads outside the workspace (through a symlink): use a directory inside it"]
