@@ -266,3 +266,11 @@ def test_invalid_yaml_is_a_template_error_naming_the_file(tmp_path: Path) -> Non
     path.write_text("kind: Workflow\nspec: [unclosed\n")
     with pytest.raises(TemplateError, match="broken.yaml: not valid YAML"):
         load_paths([path])
+
+
+def test_gated_task_that_runs_when_the_gate_fails_is_caught(tmp_path: Path) -> None:
+    text = GATED.replace("depends: build.Succeeded", "depends: approve.Failed").replace(
+        """                when: "'{{tasks.approve.outputs.parameters.decision}}' == 'approve'"\n""", ""
+    )
+    (finding,) = [f for f in lint([_write(tmp_path, text)]).findings if f.rule == "approval-not-dominating"]
+    assert "gated task push can run although approve failed" in finding.message
