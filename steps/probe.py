@@ -42,7 +42,7 @@ from pathlib import Path
 from steps._io import add_common_args, write_outputs
 from steps.contract import STEPS, Capabilities, Mode
 
-__all__ = ["BUILDER_BINARIES", "probe_node", "resolve_mode", "main"]
+__all__ = ["BUILDER_BINARIES", "builder_version", "main", "probe_node", "resolve_mode", "try_userns"]
 
 CLONE_NEWUSER = 0x10000000  # include/uapi/linux/sched.h
 # Builder key in Capabilities.builders -> (the binary the build template runs, the mode it serves).
@@ -67,7 +67,6 @@ def try_userns() -> tuple[bool, str | None]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
-        code = 255
         try:
             os.close(read_fd)
             libc = ctypes.CDLL(None, use_errno=True)
