@@ -19,7 +19,7 @@ from realworld import (
     write_context,
 )
 
-from steps.contract import STEPS, FailureClass
+from steps.contract import STEPS, BuildResult, FailureClass, Status
 
 pytestmark = pytest.mark.real
 __all__ = ["base_image", "buildah_store", "builder_user"]  # fixtures used by name below
@@ -134,6 +134,11 @@ def test_broken_build_fails_with_buildahs_code_no_archive_and_a_build_error(
     verdict = classify(tmp_path, (tmp_path / "ws" / "build.log").read_text(), out["exit-code"])
     assert verdict["class"] == FailureClass.BUILD_ERROR
     assert verdict["fallback_allowed"] is False
+    # and the run's final result (report, as onExit) is a failure carrying that class
+    final = run_step("report", "--workflow-status", "Failed", "--decision", "approve", "--mode", "runner",
+                     "--build-classification", json.dumps(verdict), "--out", str(tmp_path / "report"))
+    result = BuildResult.model_validate_json(final.stdout)
+    assert result.status is Status.FAILED and result.classification.class_ is FailureClass.BUILD_ERROR
 
 
 def test_run_step_exiting_non_zero_fails_with_that_code_and_never_falls_back(tmp_path, buildah_store, base_image):
