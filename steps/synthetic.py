@@ -42,7 +42,6 @@ from pydantic import BaseModel, ValidationError
 from steps._io import add_common_args, write_outputs
 from steps.context_hash import hash_context
 from steps.contract import (
-    FALLBACK_CLASSES,
     WORKSPACE_DIR,
     Approval,
     Builder,
@@ -114,7 +113,7 @@ def synthesize(
         if request.mode != Mode.SYNTHETIC:
             raise Refused("--classification is required: a synthetic result stands in for a classified failure")
         classification = _requested_synthetic(request)
-    if classification.class_ not in FALLBACK_CLASSES or not classification.fallback_allowed:
+    if not classification.fallback_allowed:  # the model keeps it true only for FALLBACK_CLASSES
         raise Refused(
             f"classification {classification.class_.value} does not allow a synthetic fallback "
             f"(signature {classification.signature}): the run fails with this class"
