@@ -274,3 +274,10 @@ def test_gated_task_that_runs_when_the_gate_fails_is_caught(tmp_path: Path) -> N
     )
     (finding,) = [f for f in lint([_write(tmp_path, text)]).findings if f.rule == "approval-not-dominating"]
     assert "gated task push can run although approve failed" in finding.message
+
+
+def test_every_rule_says_where_its_semantics_come_from() -> None:
+    sources = ("validate.go", ".go:", "DESIGN.md", "argo.md", "schema", "executor.go")
+    for rule in RULES.values():
+        assert rule.doc and rule.hint, rule.id
+        assert any(s in rule.doc for s in sources), f"{rule.id}: cite the Argo source or design rule it follows"

@@ -408,7 +408,7 @@ def _callee(doc: Doc, t: Mapping[str, Any], kind: str, name: str) -> dict[str, A
     "depend on the producer (or read it from a later step group) and use an output it declares",
 )
 def _task_output_unresolved(doc: Doc) -> Iterator[Finding | tuple[Location, str, Severity]]:
-    """`tasks.X...`/`steps.X...` name an ancestor X whose template declares the output read."""
+    """`tasks.X`/`steps.X` name an ancestor X whose template declares the output (validate.go:1062-1137, 1489-1566)."""
     for i, t, rel, text in doc.strings():
         _, allowed, every = _scopes(t, rel)
         for ref, in_expr in _references(text, rel):
@@ -540,7 +540,7 @@ def _dag_depends_mixed(doc: Doc) -> Iterator[Finding]:
 
 @_rule("dag-continue-on-with-depends", Severity.ERROR, "drop continueOn and depend on `X.Failed`/`X.Errored` instead")
 def _dag_continue_on(doc: Doc) -> Iterator[Finding]:
-    """A DAG that uses `depends` has no continueOn in a DAG that uses `depends` (validate.go:1476-1478)."""
+    """A DAG that uses `depends` has no continueOn (validate.go:1476-1478)."""
     for i, t in doc.m.templates():
         tasks = _tasks(t)
         if any(x.get("depends") for x in tasks):
@@ -646,7 +646,7 @@ def _when_unquoted_value(doc: Doc) -> Iterator[Finding]:
     "param-in-script-source", Severity.ERROR, "pass the value as an argument or environment variable and read it there"
 )
 def _param_in_script_source(doc: Doc) -> Iterator[Finding | tuple[Location, str, Severity]]:
-    """No `{{...}}` inside script source: Argo pastes values in textually, so a value can inject code.
+    """No `{{...}}` inside script source: Argo pastes values in textually, so a value can inject code (DESIGN.md).
 
     An error for shell scripts (the shell-injection case); a warning for other interpreters, whose
     source is just as injectable but which Argo's own examples use (exit-handler-with-param.yaml).
