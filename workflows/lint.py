@@ -860,7 +860,7 @@ def _check_name(loc: Location, what: str, name: str, seen: set[str]) -> Iterator
     "make every gated task depend on the gate and check its decision in `when`",
 )
 def _approval_not_dominating(doc: Doc) -> Iterator[Finding]:
-    """With `imagegate.dev/approval-gate: TASK`, no gated task runs unless that gate's decision is approve.
+    """With `imagegate.dev/approval-gate: TASK`, no gated task runs unless the gate approved (DESIGN.md).
 
     Gated tasks are `imagegate.dev/gated-tasks` (comma-separated), else every task downstream
     of the gate. The plan evaluator explores every run in which the gate resumes with anything
