@@ -53,6 +53,7 @@ from steps._io import add_common_args, parse_param_pairs, write_outputs
 from steps.contract import (
     ARCHIVE_PATH,
     BUILD_LOG_PATH,
+    REMOTE_CONTEXT_SCHEMES,
     WORKSPACE_DIR,
     BuildRequest,
     describe_errors,
@@ -117,8 +118,8 @@ def build(request: BuildRequest, workspace: Path, archive: Path, log: Path, stor
     """Build the request with buildah and push the image into an OCI archive at `archive`."""
     buildah = os.environ.get("BUILDAH", "buildah")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as sink, _context_dir(request.context, workspace) as context:
-        if context.startswith(("git://", "https://")):
+    with log.open("wb") as sink, _context_dir(request, workspace) as context:
+        if context.startswith(REMOTE_CONTEXT_SCHEMES):
             dockerfile: Path | str = request.dockerfile
         else:
             dockerfile = Path(context) / request.dockerfile
@@ -173,12 +174,12 @@ def _tail(log: Path) -> str:
 
 
 @contextmanager
-def _context_dir(context: str, workspace: Path) -> Iterator[str]:
+def _context_dir(request: BuildRequest, workspace: Path) -> Iterator[str]:
     """The build context as buildah takes it: a directory (a tar is unpacked) or a URL."""
-    if context.startswith(("git://", "https://")):
-        yield context
+    path = request.context_path(workspace)
+    if path is None:
+        yield request.context
         return
-    path = workspace / context.removeprefix(WORKSPACE_DIR + "/")
     if path.is_dir():
         yield str(path)
     elif path.is_file() and tarfile.is_tarfile(path):
@@ -187,7 +188,7 @@ def _context_dir(context: str, workspace: Path) -> Iterator[str]:
                 tar.extractall(unpacked, filter="data")  # no absolute paths, links out or devices
             yield unpacked
     else:
-        raise InputError(f"context: {context!r} is neither a directory nor a tar archive under {workspace}")
+        raise InputError(f"context: {request.context!r} is neither a directory nor a tar archive under {workspace}")
 
 
 def _parser() -> argparse.ArgumentParser:
