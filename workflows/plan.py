@@ -352,8 +352,8 @@ class Evaluator:
                 phase = exit_node.phase  # operator.go:551-561: a failing exit handler fails the workflow
             outputs.update(self.workflow_outputs)
         result = self.known_outputs.get("result") or None
-        if not result and outputs.get("result") != self.known_outputs.get("result", outputs.get("result")):
-            self.notes.append("the exit handler's `result` was not given: give it with --output TASK.result=...")
+        if not result and "result" in outputs and "result" not in self.known_outputs:
+            self.notes.append("the step exporting `result` was not given it: add --output TASK.result=VALUE")
         status = None
         if result:
             try:
