@@ -78,6 +78,8 @@ _PASSTHROUGH_ENV = (
 # steps.build_runner's storage variables: when the user sets any, they replace the private store.
 _STORAGE_ENV = ("STORAGE_DRIVER", "IMAGEGATE_STORAGE_ROOT", "IMAGEGATE_STORAGE_RUNROOT")
 _STEPS_MODULE = re.compile(r"^steps\.[a-z_]+$")
+# containers-transports(5) that name a local path: `oci-archive:/workspace/image.oci.tar`.
+_TRANSPORT = re.compile(r"^(?:oci-archive|oci|dir|docker-archive):/")
 # Filled in by the controller when it creates the pod; the evaluator leaves them for us.
 _POD_TAGS = re.compile(r"\{\{\s*(?:pod|node)\.name\s*\}\}")
 
@@ -142,9 +144,12 @@ def run(
             hint="pass --approve --approver NAME, or --reject",
         )
     doc = manifest.load_template(template)
-    params["context"] = _context_name(context)
-    if "dockerfile" not in params and not (context / "Dockerfile").exists() and (context / "Containerfile").exists():
-        params["dockerfile"] = "Containerfile"  # what buildah and podman pick when there is no Dockerfile
+    declared = {p.get("name") for p in (doc.spec.get("arguments") or {}).get("parameters") or []}
+    if "context" in declared:  # image-build: the copy in the workspace is the context
+        params["context"] = _context_name(context)
+    if "dockerfile" in declared and "dockerfile" not in params and not (context / "Dockerfile").exists():
+        if (context / "Containerfile").exists():
+            params["dockerfile"] = "Containerfile"  # what buildah and podman pick when there is no Dockerfile
     display = display or Display()
     with ExitStack() as stack:
         embedded = None
@@ -431,7 +436,9 @@ class _Runner:
                 for m in (t.get("container") or {}).get("volumeMounts") or []
             )
             if shared and mounted:
-                shutil.copytree(self.context, self.volume_dir(name, source, "") / self.params["context"], symlinks=True)
+                shutil.copytree(
+                    self.context, self.volume_dir(name, source, "") / _context_name(self.context), symlinks=True
+                )
                 return
         raise TemplateError(
             f"no shared volume is mounted at {WORKSPACE_DIR}", hint="the template needs a workspace claim"
@@ -549,15 +556,22 @@ class _PathMap:
         self.prefixes.sort(key=lambda item: len(item[0]), reverse=True)
 
     def map(self, value: str) -> str:
-        """`value` with a leading pod path mapped (`/workspace/x`, `--out=/tmp/outputs`); other text as is.
+        """`value` with a leading pod path mapped; other text as is.
 
-        Only arguments that start with a pod path (optionally after `--flag=`) are rewritten: a
-        path inside a JSON argument (the request's context) is the pod's view and stays.
+        Rewritten: an argument that is a pod path (`/workspace/x`), one after `--flag=`, and one
+        after a containers transport (`oci-archive:/workspace/image.oci.tar`). A path inside a
+        JSON argument (the request's context) is the pod's view and stays.
         """
-        flag, sep, rest = value.partition("=") if value.startswith("--") else ("", "", value)
+        head, rest = "", value
+        if value.startswith("--") and "=" in value:
+            flag, _, rest = value.partition("=")
+            head = flag + "="
+        elif _TRANSPORT.match(value):
+            transport, _, rest = value.partition(":")
+            head = transport + ":"
         for prefix, local in self.prefixes:
             if rest == prefix or rest.startswith(prefix + "/"):
-                return f"{flag}{sep}{local}{rest[len(prefix) :]}"
+                return f"{head}{local}{rest[len(prefix) :]}"
         return value
 
 
