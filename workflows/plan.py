@@ -192,7 +192,7 @@ class Plan(BaseModel):
         if self.result is not None:
             lines.append(f"result status: {self.result_status or 'unknown'}")
         else:
-            lines.append("result: not computable here (a step writes it at run time; --output TASK.result=VALUE gives it)")
+            lines.append("result: not computable here (a step writes it at run time; --output TASK.result=V)")
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
