@@ -41,7 +41,13 @@ a synthetic result that policy allows -> synthetic; a verified push in a Succeed
 succeeded; push=false with a build digest -> succeeded (no_push_requested); anything else ->
 failed, carrying the push's or the build's classification, config_error when validate was
 the failed node, and unclassified otherwise. A failed result never lacks a classification.
-Exits 0 whenever it wrote a result, 2 on a malformed argument.
+Exit status: 0 for a succeeded or synthetic result, 1 for a failed or rejected one (after
+writing it), 2 on a malformed argument. The non-zero exit is deliberate: Argo judges a DAG by
+its leaf tasks, and image-build's leaf (`synthetic`) is merely Skipped after a classified build
+error, a strict runtime failure or a rejection, so without it the Workflow would show
+Succeeded. An exit handler that fails turns the Workflow Failed (shared/research/argo.md
+section 3.5), so `argo submit --wait`, the UI and CI all see what the result says; the result
+itself is still exported, as a failed pod's outputs are.
 """
 
 from __future__ import annotations
@@ -252,6 +258,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Results that must turn the Workflow Failed (see the module docstring).
+_WORKFLOW_FAILS = frozenset({Status.FAILED, Status.REJECTED})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Assemble, print and write the final result."""
     args = _parser().parse_args(argv)
@@ -263,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     text = result.to_json()
     write_outputs(STEP, args.out, {"result": text})
     print(text)
-    return 0
+    return 1 if result.status in _WORKFLOW_FAILS else 0
 
 
 if __name__ == "__main__":
