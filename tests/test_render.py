@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from steps.contract import BuildResult
+from steps.contract import BuildRequest, BuildResult, PushRequest
 from workflows import cli, names, status_codes
 from workflows.config import UNRELEASED_DIGEST
 from workflows.render import HEADER, render
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
+EMPTY = '""'  # how the docs write an empty default
 PINNED = "registry.example.com/imagegate/steps:1.0@sha256:" + "a" * 64
 
 
@@ -175,3 +176,12 @@ def test_unreleased_images_are_named_in_the_summary(capsys):
     assert "images.steps uses the unreleased placeholder digest" in printed
     build = (MANIFESTS / "image-build.yaml").read_text()
     assert UNRELEASED_DIGEST in build
+
+
+@pytest.mark.parametrize("model", [BuildRequest, PushRequest], ids=["image-build", "image-push"])
+def test_templates_doc_parameter_table_is_the_contract(model):
+    doc = (ROOT / "docs" / "templates.md").read_text()
+    for spec in model.parameter_specs():
+        default = "*required*" if spec.required else f"`{spec.default or EMPTY}`"
+        row = f"| `{spec.name}` | {default} | {', '.join(spec.enum or [])} | {spec.description} |"
+        assert row in doc, f"docs/templates.md lacks or misstates the row for {spec.name}:\n{row}"

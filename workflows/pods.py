@@ -100,9 +100,10 @@ def container_security(kind: PodKind) -> m.SecurityContext:
                                  capabilities=m.Capabilities(drop=["ALL"], add=caps),
                                  seccomp_profile=m.SeccompProfile(type="RuntimeDefault"))
     if kind in (PodKind.BUILDKIT, PodKind.RUNNER):
-        # newuidmap/newgidmap are setuid and need SETUID/SETGID in the bounding set, so no drop ALL.
+        # The setuid newuidmap/newgidmap need SETUID/SETGID (Shipwright's BuildKit strategy adds exactly these);
+        # everything else in the runtime's default set is dropped.
         return m.SecurityContext(allow_privilege_escalation=True, read_only_root_filesystem=kind is PodKind.BUILDKIT,
-                                 capabilities=m.Capabilities(add=["SETGID", "SETUID"]), **_UNCONFINED)
+                                 capabilities=m.Capabilities(drop=["ALL"], add=["SETGID", "SETUID"]), **_UNCONFINED)
     return m.SecurityContext(allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
                              capabilities=m.Capabilities(drop=["ALL"]),
                              seccomp_profile=m.SeccompProfile(type="RuntimeDefault"))
