@@ -177,6 +177,20 @@ def test_image_push_never_pushes_a_synthetic_source(cache: Path) -> None:
     assert pushed.result.push_skipped_reason is PushSkippedReason.BUILDER_RUNTIME_UNAVAILABLE
 
 
+def test_approval_timeout_applies_the_gate_default_reject(cache: Path) -> None:
+    # GIVEN a terminal where nobody answers, and a gate that waits one second
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end) as stdin, open(os.devnull, "w") as sink:
+        outcome = local.run(HELLO, {"approval-timeout": "1s"}, prompt=terminal_prompt(stdin, sink))
+    os.close(write_end)
+    # THEN the gate resumes with its default, as Argo's suspend timeout does, and nothing builds
+    assert outcome.result.status is Status.REJECTED
+    assert outcome.result.approval is not None and outcome.result.approval.decision is Decision.REJECT
+    gate = next(n for n in outcome.nodes if n.name == "approve")
+    assert gate.state is State.SUCCEEDED and gate.outputs == {}
+    assert phases(outcome).get("build-runner", State.OMITTED) in (State.SKIPPED, State.OMITTED)
+
+
 def test_cli_json_prints_only_the_result_and_exits_by_status(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require_root()
     code = main(

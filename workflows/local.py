@@ -61,6 +61,7 @@ from workflows.errors import LocalRunError, RequestError, TemplateError
 from workflows.local_progress import ApprovalInput, Display, NodeStatus, Prompt, State
 
 if TYPE_CHECKING:
+    from workflows.plan import LeafCall, LeafOutcome, Phase
     from workflows.registry import RegistryInfo
 
 __all__ = ["DEFAULT_TEMPLATE", "LocalRun", "run", "summary"]
@@ -280,7 +281,7 @@ class _Runner:
 
     # -- the leaf callback ------------------------------------------------------------------
 
-    def _execute(self, call: Any) -> Any:
+    def _execute(self, call: LeafCall) -> LeafOutcome:
         from workflows.plan import LeafOutcome, Phase
 
         self._show_decided()
@@ -317,7 +318,10 @@ class _Runner:
     def _suspend(self, node: NodeStatus, template: dict[str, Any]) -> tuple[dict[str, str], str]:
         """The approval gate: the decision from the command line, the terminal, or the timeout default."""
         duration = (template.get("suspend") or {}).get("duration")
-        timeout = parse_duration(str(duration)) if duration else None
+        try:
+            timeout = parse_duration(str(duration)) if duration else None
+        except ValueError as exc:
+            raise RequestError(f"{node.name}: suspend.duration: {exc}", hint="e.g. -p approval-timeout=24h") from None
         node.state = State.SUSPENDED
         node.message = "waiting for approval" + (f" (rejects by default after {duration})" if duration else "")
         self.display.update(node)
@@ -327,7 +331,7 @@ class _Runner:
             self.display.interrupted()
         declared = {p["name"] for p in (template.get("outputs") or {}).get("parameters") or []}
         if choice is None:  # a timeout: the evaluator applies the outputs' defaults (the input default, reject)
-            return {}, f"timed out after {duration}: the default applies"
+            return {}, "no decision (timed out, or the input ended): the default applies"
         if choice.approver:  # Argo labels the workflow with who resumed it (workflow/creator/creator.go)
             self.labels[names.ARGO_ACTOR_LABEL] = _label_value(choice.approver)
             self._publish_labels()
@@ -337,7 +341,7 @@ class _Runner:
         )
         return {k: v for k, v in given.items() if k in declared}, message
 
-    def _container(self, node: NodeStatus, template: dict[str, Any]) -> tuple[Any, dict[str, str], str]:
+    def _container(self, node: NodeStatus, template: dict[str, Any]) -> tuple[Phase, dict[str, str], str]:
         from workflows.plan import Phase
 
         container = template.get("container") or {}
@@ -403,13 +407,17 @@ class _Runner:
     def _write_policy(self, policy_dir: Path | None, loopback: str | None) -> Path:
         """The policy ConfigMap as the validate step reads it, one file per key."""
         from steps._io import load_policy
+        from steps.errors import StepError
 
         if policy_dir is not None:
             if not Path(policy_dir).is_dir():
                 raise RequestError(
                     f"--policy {policy_dir}: not a directory", hint="give a directory with one file per key"
                 )
-            policy = load_policy(Path(policy_dir))
+            try:
+                policy = load_policy(Path(policy_dir))
+            except StepError as exc:
+                raise RequestError(f"--policy {policy_dir}: {exc}", hint="keys are Policy's camelCase names") from None
         else:
             host = _reference_host(self.params.get("destination", ""))
             policy = Policy(allowed_registries=[host] if host else [], allow_self_approval=True)
