@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -144,3 +145,11 @@ def test_serve_runs_in_the_foreground_until_interrupted(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert _closed(f"127.0.0.1:{port}")
+
+
+def test_serve_reports_a_registry_that_died_on_its_own(tmp_path: Path) -> None:
+    def crash(info: registry.RegistryInfo) -> None:
+        os.kill(info.pid, signal.SIGKILL)
+
+    with pytest.raises(LocalRunError, match="exited with status -9"):
+        registry.serve(data_dir=tmp_path, on_ready=crash)

@@ -163,7 +163,10 @@ def run(
             loopback=embedded.host if embedded else None,
         )  # fmt: skip
         stack.callback(runner.cleanup)
-        return runner.run(embedded.info if embedded else None)
+        try:
+            return runner.run(embedded.info if embedded else None)
+        except KeyboardInterrupt:  # Ctrl-C ends the run like `argo terminate`: no exit handler, no result
+            raise LocalRunError(f"{runner.name} was interrupted", hint=f"its files are in {runner.dir}") from None
 
 
 def summary(outcome: LocalRun) -> str:
