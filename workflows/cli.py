@@ -95,7 +95,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", default="", metavar="TEXT", help="why, recorded with the decision")
     p.add_argument("--template", metavar="PATH", help="rendered template YAML (default: manifests/image-build.yaml)")
     p.add_argument("--policy", metavar="DIR", help="policy ConfigMap as a directory, one file per key")
-    p.add_argument("--work-dir", metavar="DIR", help="where run directories go (default: $XDG_CACHE_HOME/imagegate/runs)")
+    p.add_argument("--work-dir", metavar="DIR", help="where run directories go (default: the imagegate cache)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints only the final result")
     p.set_defaults(func=_run_local)
 
