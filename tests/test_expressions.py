@@ -211,3 +211,11 @@ def test_unresolved_tag_raises_unless_allowed() -> None:
     with pytest.raises(UnresolvedReferenceError, match=r"failed to resolve \{\{inputs.parameters.x\}\}"):
         substitute("{{inputs.parameters.x}}", {})
     assert substitute("{{pod.name}}", {}, allow_unresolved=True) == "{{pod.name}}"
+
+
+def test_any_succeeded_and_all_failed_read_the_item_phases() -> None:
+    groups = {"ping": ["Failed", "Succeeded"]}
+    assert evaluate_depends("ping.AnySucceeded", {"ping": "Failed"}, groups=groups) is True
+    assert evaluate_depends("ping.AllFailed", {"ping": "Failed"}, groups=groups) is False
+    assert evaluate_depends("ping.AllFailed", {"ping": "Failed"}, groups={"ping": ["Failed", "Failed"]}) is True
+    assert evaluate_depends("ping.AnySucceeded", {"ping": "Succeeded"}) is False  # not an item group

@@ -158,3 +158,65 @@ def test_cli_plan_bad_output_flag_is_a_usage_error(shared: Path, capsys: pytest.
     path = shared / "argo" / "examples" / "exit-handlers.yaml"
     assert main(["plan", str(path), "--output", "nodot=1"]) == 5
     assert "TASK.PARAM=VALUE" in capsys.readouterr().err
+
+
+PING_OUT = "{{tasks.ping.outputs.parameters.out}}"
+OUT_DEFAULT = "d-{{inputs.parameters.host}}"
+ITEMS = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "Workflow",
+    "metadata": {"generateName": "items-"},
+    "spec": {
+        "entrypoint": "main",
+        "arguments": {"parameters": [{"name": "hosts", "value": '["a.example.com", "b.example.com"]'}]},
+        "templates": [
+            {
+                "name": "main",
+                "dag": {
+                    "tasks": [
+                        {"name": "ping", "template": "ping", "withParam": "{{workflow.parameters.hosts}}",
+                         "arguments": {"parameters": [{"name": "host", "value": "{{item}}"}]}},
+                        {"name": "any", "depends": "ping.AnySucceeded", "template": "ping",
+                         "arguments": {"parameters": [{"name": "host", "value": PING_OUT}]}},
+                        {"name": "all-failed", "depends": "ping.AllFailed", "template": "ping",
+                         "arguments": {"parameters": [{"name": "host", "value": "x"}]}},
+                        {"name": "seq", "template": "ping", "withSequence": {"count": "3", "start": "1"},
+                         "when": "'{{item}}' != '2'",
+                         "arguments": {"parameters": [{"name": "host", "value": "h{{item}}"}]}},
+                    ]
+                },
+            },
+            {
+                "name": "ping",
+                "inputs": {"parameters": [{"name": "host"}]},
+                "container": {"image": "busybox", "args": ["{{inputs.parameters.host}}"]},
+                "outputs": {"parameters": [{"name": "out", "valueFrom": {"path": "/tmp/out", "default": OUT_DEFAULT}}]},
+            },
+        ],
+    },
+}  # fmt: skip
+
+
+def test_items_fan_out_into_children_whose_outputs_aggregate() -> None:
+    result = plan(ITEMS)
+    assert result.phase_of("ping(0:a.example.com)") is Phase.SUCCEEDED
+    assert result.node("ping").kind == "taskGroup"
+    assert json.loads(result.node("ping").outputs["out"]) == ["d-a.example.com", "d-b.example.com"]
+    assert result.node("any").inputs == {"host": '["d-a.example.com","d-b.example.com"]'}
+    assert result.phase_of("all-failed") is Phase.OMITTED
+    assert [result.phase_of(f"seq({i}:{i + 1})") for i in range(3)] == [Phase.SUCCEEDED, Phase.SKIPPED, Phase.SUCCEEDED]
+    assert result.pods == 5
+
+
+def test_all_items_failing_takes_the_all_failed_branch() -> None:
+    result = plan(ITEMS, outcomes={"ping": "Failed"})
+    assert result.node("ping").children == [Phase.FAILED, Phase.FAILED]
+    assert result.phase_of("any") is Phase.OMITTED
+    assert result.phase_of("all-failed") is Phase.SUCCEEDED
+
+
+def test_one_item_can_be_given_its_own_outcome() -> None:
+    result = plan(ITEMS, outcomes={"ping(1:b.example.com)": "Failed"})
+    assert result.node("ping").children == [Phase.SUCCEEDED, Phase.FAILED]
+    assert result.phase_of("ping") is Phase.FAILED
+    assert result.phase_of("any") is Phase.SUCCEEDED  # AnySucceeded

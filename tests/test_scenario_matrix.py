@@ -10,8 +10,9 @@ the approval (`decision` output, or none for a timeout), the probe's choice, the
 classify's outputs for each failure class (its catalogue has its own tests), and push's result.
 
 THEN for every combination: nothing gated runs without approve; synthetic never runs when the
-request is strict or the policy forbids it; exactly one of push / synthetic / failure ends an
-approved run; and the report's status is the one the design promises.
+request is strict or the policy forbids it; exactly the chosen builder runs; exactly one of push /
+synthetic / failure ends an approved run; the report's status is the one the design promises; and
+the workflow's phase agrees with it (Failed for failed and rejected results).
 """
 
 from __future__ import annotations
@@ -220,7 +221,10 @@ def test_scenario(template, scenario: Scenario, tmp_path: Path) -> None:
     assert result.result is not None, result.summary()
     final = BuildResult.model_validate_json(result.result)  # the report's output obeys the contract
     assert final.status is scenario.expected_status(), result.summary()
-    assert result.phase_of(names.REPORT) is Phase.SUCCEEDED
+    # The report fails the workflow for failed and rejected results, so the Argo phase tells them apart too.
+    ends_failed = final.status in (Status.FAILED, Status.REJECTED)
+    assert result.phase_of(names.REPORT) is (Phase.FAILED if ends_failed else Phase.SUCCEEDED)
+    assert result.phase is (Phase.FAILED if ends_failed else Phase.SUCCEEDED), result.summary()
     assert result.node(names.REPORT).exit_handler
 
 

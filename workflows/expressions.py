@@ -932,10 +932,13 @@ def evaluate_depends(
     depends: str,
     phases: Mapping[str, str],
     continue_on: Mapping[str, Mapping[str, bool]] | None = None,
+    *,
+    groups: Mapping[str, list[str]] | None = None,
 ) -> bool:
     """Whether a task with this `depends` executes, given each dependency's node phase.
 
-    `phases` maps task name -> Succeeded | Failed | Error | Skipped | Omitted.
+    `phases` maps task name -> Succeeded | Failed | Error | Skipped | Omitted. `groups` gives the
+    item phases of a fanned-out task (withItems...), for `.AnySucceeded` and `.AllFailed`.
 
     Raises:
         ExpressionSyntaxError: `depends` does not parse after expansion.
@@ -949,9 +952,11 @@ def evaluate_depends(
         if name not in phases:
             raise ExpressionEvaluationError(f"dependency '{name}' not defined", hint="depend on a task of this DAG")
         phase = phases[name]
-        env[name.replace("-", "_")] = {
-            result: _PHASE_OF_RESULT.get(result) == phase for result in TASK_RESULTS
-        }  # Daemoned/AnySucceeded/AllFailed stay false: no daemons or item groups are modelled
+        results = {result: _PHASE_OF_RESULT.get(result) == phase for result in TASK_RESULTS}  # Daemoned: false
+        children = (groups or {}).get(name) or []
+        results["AnySucceeded"] = any(p == "Succeeded" for p in children)
+        results["AllFailed"] = bool(children) and all(p == "Failed" for p in children)
+        env[name.replace("-", "_")] = results
     logic = expand_depends(depends, continue_on).replace("-", "_")
     result = eval_expr(logic, env)
     if not isinstance(result, bool):

@@ -26,8 +26,10 @@ Argo semantics followed (argoproj/argo-workflows v4.1.2):
 - The onExit handler runs after the entrypoint with `workflow.status` (Skipped/Omitted map to
   Succeeded) and `workflow.failures`; if it fails after a successful entrypoint the workflow
   fails (operator.go:447-479, 551-561).
-Not modelled: retries (a retried leaf counts one pod), withItems/withParam/withSequence fan-out
-(one node), daemons, templateRef to other templates (one pod, no outputs); each shows in `notes`.
+- withItems/withParam/withSequence fan out into `name(i:item)` children under a task-group node
+  whose outputs are the JSON lists of the children's (dag.go expandTask).
+Not modelled: retries (a retried leaf counts one pod), daemons, templateRef to other templates
+(one pod, no outputs); each shows in `notes`.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class Node(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict, description="Output parameters.")
     result: str | None = Field(None, description="outputs.result, when given.")
+    children: list[Phase] = Field(default_factory=list, description="A task group's item phases (withItems...).")
     exit_handler: bool = False
 
 
@@ -213,6 +216,29 @@ def template_kind(template: Mapping[str, Any]) -> str:
     return next((k for k in KINDS if template.get(k) is not None), "")
 
 
+_ITEM_KEYS = ("withItems", "withParam", "withSequence")
+
+
+def _items(task: Mapping[str, Any], scope: Mapping[str, Any]) -> list[Any]:
+    """The items a task fans out over (workflow/controller/dag.go expandTask; withSequence as in expandSequence)."""
+    if task.get("withItems") is not None:
+        return list(task["withItems"])
+    if task.get("withParam") is not None:
+        value = json.loads(substitute(str(task["withParam"]), scope))
+        if not isinstance(value, list):
+            raise ValueError(f"withParam is not a JSON list: {value!r}")
+        return value
+    seq = task["withSequence"]
+    start = int(substitute(str(seq.get("start", 0)), scope))
+    if seq.get("count") is not None:
+        end = start + int(substitute(str(seq["count"]), scope)) - 1
+    else:
+        end = int(substitute(str(seq.get("end", 0)), scope))
+    step = 1 if end >= start else -1
+    fmt = seq.get("format")
+    return [(fmt % n if fmt else str(n)) for n in range(start, end + step, step)]
+
+
 def _template_of(task: Mapping[str, Any]) -> str:
     return str(task.get("template") or (task.get("templateRef") or {}).get("template", ""))
 
@@ -271,6 +297,7 @@ class Evaluator:
         # Globals whose value plan knows: given by the leaf, or computed; not a default standing in for
         # an output a successful leaf really writes. `result` is read from these.
         self.known_outputs: dict[str, str] = {}
+        self._group_phases: dict[str, list[Phase]] = {}
         self._execute: Execute = lambda call: LeafOutcome()
 
     # -- setup -----------------------------------------------------------------------------
@@ -481,6 +508,8 @@ class Evaluator:
         input_defaults = {
             p.get("name"): p.get("default") for p in (template.get("inputs") or {}).get("parameters") or []
         }
+        # The template is substituted with its inputs before it runs, defaults included.
+        local = {**self.globals, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
         values: dict[str, str] = {}
         for p in declared:
             pname = p.get("name")
@@ -488,15 +517,11 @@ class Evaluator:
             if pname in outcome.outputs:
                 values[pname] = outcome.outputs[pname]
             elif vf.get("default") is not None:
-                values[pname] = str(vf["default"])
+                values[pname] = substitute(str(vf["default"]), local, allow_unresolved=True)
             elif kind == "suspend" and "supplied" in vf and input_defaults.get(pname) is not None:
                 values[pname] = str(input_defaults[pname])  # operator.go addRawOutputFields
             elif p.get("value") is not None:
-                values[pname] = substitute(
-                    str(p["value"]),
-                    {**self.globals, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}},
-                    allow_unresolved=True,
-                )
+                values[pname] = substitute(str(p["value"]), local, allow_unresolved=True)
         return values
 
     def _export_globals(self, template: Mapping[str, Any], outputs: Mapping[str, str], known: set[str]) -> None:
@@ -530,6 +555,8 @@ class Evaluator:
                 node_name, task, logic[task_name], deps[task_name], phases, continue_on, scope, exit_handler
             )
             phases[task_name] = phase
+            if node is not None and node.kind == "taskGroup":
+                self._group_phases[task_name] = node.children
             self._add_task_scope(scope, "tasks", task_name, node)
             if node is not None and node.phase in (*_FAILED, Phase.SUCCEEDED):
                 self._task_exit_hook(node_name, task, scope, node, exit_handler)
@@ -569,7 +596,9 @@ class Evaluator:
         template_name = _template_of(task)
         if logic:
             try:
-                runs = evaluate_depends(logic, {d: phases[d].value for d in deps if d in phases}, continue_on)
+                groups = {d: [p.value for p in self._group_phases.get(d, [])] for d in deps}
+                known = {d: phases[d].value for d in deps if d in phases}
+                runs = evaluate_depends(logic, known, continue_on, groups={d: g for d, g in groups.items() if g})
             except ExpressionError as exc:
                 return self._stop(
                     node_name, template_name, Phase.ERROR, f"depends {logic!r}: {exc}", None, exit_handler
@@ -595,6 +624,12 @@ class Evaluator:
         def stop(phase: Phase, reason: str, when: str | None = None) -> tuple[Phase, Node]:
             return self._stop(node_name, template_name, phase, reason, when, exit_handler)
 
+        if any(task.get(key) is not None for key in _ITEM_KEYS):
+            try:
+                items = _items(task, scope)
+            except (ExpressionError, ValueError) as exc:
+                return stop(Phase.ERROR, f"cannot expand the items: {exc}")
+            return self._fan_out(node_name, task, items, scope, exit_handler)
         when = task.get("when")
         substituted = None
         if when:
@@ -604,9 +639,6 @@ class Evaluator:
                     return stop(Phase.SKIPPED, f'when "{substituted}" evaluated false', substituted)
             except ExpressionError as exc:
                 return stop(Phase.ERROR, _explain(exc), substituted)
-        for key in ("withItems", "withParam", "withSequence"):
-            if task.get(key) is not None:
-                self.notes.append(f"{node_name}: {key} is evaluated as a single node")
         if task.get("templateRef"):
             self.notes.append(f"{node_name}: templateRef is not followed (counted as one pod, no outputs)")
             self.order.append(node_name)
@@ -617,11 +649,38 @@ class Evaluator:
             args = self._arguments(task, template_name, scope)
         except _NodeFailure as exc:
             return stop(Phase.ERROR, str(exc), substituted)
-        task_name = node_name.rsplit(".", 1)[-1]
+        task_name = str(task.get("name") or node_name.rsplit(".", 1)[-1])
         node = self._call(node_name, task_name, template_name, args, {"when": substituted}, exit_handler=exit_handler)
         if substituted and node.when is None:
             node.when = substituted
         return node.phase, node
+
+    def _fan_out(self, node_name: str, task: Mapping[str, Any], items: list[Any], scope: Mapping[str, Any],
+                 exit_handler: bool) -> tuple[Phase, Node]:  # fmt: skip
+        """One child node per item, `name(i:item)`, under a task-group node (dag.go expandTask, processItem)."""
+        plain = {k: v for k, v in task.items() if k not in _ITEM_KEYS}
+        children: list[Node] = []
+        for i, item in enumerate(items):
+            label = item if isinstance(item, str) else json.dumps(item, separators=(",", ":"))
+            item_scope = {**scope, "item": label}
+            if isinstance(item, dict):
+                item_scope.update({f"item.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in item.items()})
+            _, child = self._run_task(f"{node_name}({i}:{label})", render(plain, item_scope), item_scope, exit_handler)
+            children.append(child)
+        failed = next((c.phase for c in children if c.phase in _FAILED and not _continues_on(task, c.phase)), None)
+        declared = (self.templates.get(_template_of(task)) or {}).get("outputs") or {}
+        outputs = {
+            p["name"]: json.dumps(
+                [c.outputs[p["name"]] for c in children if p["name"] in c.outputs], separators=(",", ":")
+            )
+            for p in declared.get("parameters") or []
+        }
+        results = [c.result for c in children if c.result is not None]
+        result = json.dumps(results, separators=(",", ":")) if results else None
+        node = Node(name=node_name, template=_template_of(task), kind="taskGroup", phase=failed or Phase.SUCCEEDED,
+                    reason=f"{len(children)} item(s)", pods=0, outputs=outputs, exit_handler=exit_handler,
+                    result=result, children=[c.phase for c in children])  # fmt: skip
+        return node.phase, self._record(node)
 
     def _arguments(self, task: Mapping[str, Any], template_name: str, scope: Mapping[str, Any]) -> dict[str, str]:
         template = self.templates.get(template_name) or {}
