@@ -250,6 +250,38 @@ def test_cluster_only_builders_are_refused(mode: str, cache: Path) -> None:
     assert not (cache / "runs").exists(), "nothing ran"
 
 
+KANIKO_WORKFLOW = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {generateName: kaniko-only-}
+spec:
+  entrypoint: main
+  volumeClaimTemplates:
+  - metadata: {name: workspace}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {name: build, template: kaniko}
+  - name: kaniko
+    container:
+      image: ghcr.io/osscontainertools/kaniko:v1.25.0
+      command: [/kaniko/executor]
+      args: [--context=dir:///workspace, --no-push]
+      volumeMounts: [{name: workspace, mountPath: /workspace}]
+"""
+
+
+def test_a_container_that_is_not_a_step_is_refused_when_reached(cache: Path, tmp_path: Path) -> None:
+    template = tmp_path / "kaniko.yaml"
+    template.write_text(KANIKO_WORKFLOW)
+    with pytest.raises(
+        LocalRunError, match=r"build runs ghcr.io/osscontainertools/kaniko.*cannot run outside a cluster"
+    ):
+        local.run(HELLO, {}, approval=APPROVE, template=template)
+
+
 def test_without_a_terminal_or_a_decision_nothing_starts(cache: Path) -> None:
     with pytest.raises(LocalRunError, match="nobody can decide the approval"):
         local.run(HELLO, {})

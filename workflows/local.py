@@ -154,7 +154,7 @@ def run(
     display = display or Display()
     with ExitStack() as stack:
         embedded = None
-        if "destination" not in params:
+        if "destination" in declared and "destination" not in params:
             embedded = stack.enter_context(registry.EmbeddedRegistry.start())
             params["destination"] = f"{embedded.host}/{_repository(context)}:{LOCAL_TAG}"
         runner = _Runner(
