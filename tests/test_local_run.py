@@ -86,7 +86,8 @@ def test_approved_run_pushes_to_the_embedded_registry_which_serves_that_digest(c
     assert result.builder is Builder.BUILDAH and not result.simulated
     assert result.image == f"{outcome.registry}/hello:local"
     assert result.approval is not None and result.approval.decision is Decision.APPROVE
-    assert next(n for n in outcome.nodes if n.name == "approve").message == "approve by alice: ship it"
+    assert (result.approval.approver, result.approval.reason) == ("alice", "ship it")
+    assert result.approval.at is not None
     seen = phases(outcome)
     assert seen["build-runner"] is State.SUCCEEDED and seen["push"] is State.SUCCEEDED
     assert seen.get("synthetic", State.OMITTED) in (State.SKIPPED, State.OMITTED)
@@ -128,6 +129,7 @@ def test_reject_never_builds_or_pushes(cache: Path) -> None:
     outcome = local.run(HELLO, {}, approval=ApprovalInput(decision=Decision.REJECT, approver="bob", reason="no"))
     assert outcome.result.status is Status.REJECTED
     assert outcome.result.push_skipped_reason is PushSkippedReason.REJECTED
+    assert outcome.result.approval is not None and outcome.result.approval.approver == "bob"
     seen = phases(outcome)
     assert all(seen.get(task, State.OMITTED) in (State.SKIPPED, State.OMITTED) for task in GATED), seen
     assert not any(outcome.run_dir.rglob("*.oci.tar")), "no archive was written"
@@ -186,6 +188,7 @@ def test_approval_timeout_applies_the_gate_default_reject(cache: Path) -> None:
     # THEN the gate resumes with its default, as Argo's suspend timeout does, and nothing builds
     assert outcome.result.status is Status.REJECTED
     assert outcome.result.approval is not None and outcome.result.approval.decision is Decision.REJECT
+    assert outcome.result.approval.approver is None, "nobody resumed the gate"
     gate = next(n for n in outcome.nodes if n.name == "approve")
     assert gate.state is State.SUCCEEDED and gate.outputs == {}
     assert phases(outcome).get("build-runner", State.OMITTED) in (State.SKIPPED, State.OMITTED)

@@ -49,7 +49,9 @@ from pydantic import BaseModel, Field, ValidationError
 from steps.contract import (
     OUTPUT_DIR,
     WORKSPACE_DIR,
+    Approval,
     BuildResult,
+    Decision,
     Mode,
     Policy,
     Status,
@@ -243,6 +245,7 @@ class _Runner:
         self.started = _now()
         self.submitter = getpass.getuser()
         self.labels: dict[str, str] = {names.ARGO_CREATOR_LABEL: _label_value(self.submitter)}
+        self.approver: str | None = None  # who resumed the gate; None until someone does
         self.dir.mkdir(parents=True)
         self.policy_dir = self._write_policy(policy_dir, loopback)
         self.storage = self.dir / "buildah"
@@ -274,13 +277,32 @@ class _Runner:
             where = f": {failed.name} ended {failed.state.value} ({failed.message})" if failed else ""
             raise LocalRunError(f"the run ended without a result{where}", hint=f"the run's files are in {self.dir}")
         try:
-            result = BuildResult.model_validate_json(plan.result)
+            result = self._with_approval(BuildResult.model_validate_json(plan.result))
         except ValidationError as exc:
             raise LocalRunError(f"the workflow's result is not a BuildResult: {exc.errors()[0]['msg']}") from None
         return LocalRun(
             workflow=self.name, phase=plan.phase.value, parameters=self.params, run_dir=self.dir,
             registry=embedded.host if embedded else None, nodes=list(self.nodes.values()), result=result,
         )  # fmt: skip
+
+    def _with_approval(self, result: BuildResult) -> BuildResult:
+        """The result with the gate's record completed, as the client completes it from the cluster.
+
+        Decision and reason come from the gate's outputs, the approver from who resumed it (Argo's
+        actor label; nobody on a timeout), the time from when it ended (workflows/client.py).
+        """
+        gate = self.evaluator.doc.annotations.get(names.GATE_ANNOTATION)
+        node = next((n for n in self.evaluator.nodes if n.name == gate and n.kind == "suspend"), None)
+        if node is None or node.phase.value != State.SUCCEEDED.value:
+            return result
+        decision = node.outputs.get(names.DECISION)
+        approval = Approval(
+            decision=Decision.APPROVE if decision == Decision.APPROVE.value else Decision.REJECT,
+            approver=self.approver,
+            reason=node.outputs.get(names.REASON) or "",
+            at=self.nodes[gate].finished_at,
+        )
+        return result.model_copy(update={"approval": approval})
 
     # -- the leaf callback ------------------------------------------------------------------
 
@@ -336,6 +358,7 @@ class _Runner:
         if choice is None:  # a timeout: the evaluator applies the outputs' defaults (the input default, reject)
             return {}, "no decision (timed out, or the input ended): the default applies"
         if choice.approver:  # Argo labels the workflow with who resumed it (workflow/creator/creator.go)
+            self.approver = choice.approver
             self.labels[names.ARGO_ACTOR_LABEL] = _label_value(choice.approver)
             self._publish_labels()
         given = {names.DECISION: choice.decision.value, names.REASON: choice.reason}
