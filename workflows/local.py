@@ -42,10 +42,11 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from steps._io import load_policy
 from steps.contract import (
     OUTPUT_DIR,
     WORKSPACE_DIR,
@@ -58,17 +59,15 @@ from steps.contract import (
     parse_duration,
     parse_reference,
 )
-from workflows import names
+from steps.errors import StepError
+from workflows import manifest, names, registry
 from workflows.errors import LocalRunError, RequestError, TemplateError
 from workflows.local_progress import ApprovalInput, Display, NodeStatus, Prompt, State
-
-if TYPE_CHECKING:
-    from workflows.plan import LeafCall, LeafOutcome, Phase
-    from workflows.registry import RegistryInfo
+from workflows.plan import DEFAULT_TEMPLATE, Evaluator, LeafCall, LeafOutcome, Phase
+from workflows.registry import RegistryInfo
 
 __all__ = ["DEFAULT_TEMPLATE", "LocalRun", "run", "summary"]
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "manifests" / "image-build.yaml"
 # Builders that only exist as cluster images: the local runner cannot start them.
 CLUSTER_ONLY_MODES = (Mode.KANIKO.value, Mode.BUILDKIT.value)
 LOCAL_TAG = "local"
@@ -128,8 +127,6 @@ def run(
         TemplateError: the template cannot be read, or a reference in it does not resolve.
         LocalRunError: a task cannot run on this machine, or nobody can decide the approval.
     """
-    from workflows import manifest, registry  # PyYAML only when running
-
     params = dict(params or {})
     context = Path(context)
     if "context" in params:
@@ -231,8 +228,6 @@ class _Runner:
         policy_dir: Path | None,
         loopback: str | None,
     ) -> None:
-        from workflows.plan import Evaluator
-
         self.evaluator = Evaluator(doc, params)  # checks the parameters against the template
         self.spec = doc.spec
         self.name = f"{(doc.name or 'workflow').rstrip('-')}-local-{_suffix()}"
@@ -307,8 +302,6 @@ class _Runner:
     # -- the leaf callback ------------------------------------------------------------------
 
     def _execute(self, call: LeafCall) -> LeafOutcome:
-        from workflows.plan import LeafOutcome, Phase
-
         self._show_decided()
         node = self.nodes[call.name] = NodeStatus(
             name=call.name, template=call.template_name, state=State.RUNNING, exit_handler=call.exit_handler,
@@ -368,8 +361,6 @@ class _Runner:
         return {k: v for k, v in given.items() if k in declared}, message
 
     def _container(self, node: NodeStatus, template: dict[str, Any]) -> tuple[Phase, dict[str, str], str]:
-        from workflows.plan import Phase
-
         container = template.get("container") or {}
         argv = [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
         # `<python> -m steps.NAME`: the index of the interpreter, which is the image's and is replaced.
@@ -432,9 +423,6 @@ class _Runner:
 
     def _write_policy(self, policy_dir: Path | None, loopback: str | None) -> Path:
         """The policy ConfigMap as the validate step reads it, one file per key."""
-        from steps._io import load_policy
-        from steps.errors import StepError
-
         if policy_dir is not None:
             if not Path(policy_dir).is_dir():
                 raise RequestError(
