@@ -6,8 +6,10 @@ The runner reads the RENDERED YAML (what the cluster receives; default
 phase from its targets, the onExit handler with `{{workflow.status}}` and
 `{{workflow.failures}}`, the workflow outputs) and calls back here for each leaf with the
 template already substituted. A leaf that is a steps-image container (`python -m steps.NAME
-...`) runs as that process with exactly the args and env the template declares; what the
-pod would mount is mapped to per-run directories:
+...`) runs as that process with exactly the command, args and env the template declares
+(only the image's `python` is this interpreter, and PATH, HOME and the like come from this
+machine, as a pod's come from its image); what the pod would mount is mapped to per-run
+directories:
 
     <cache>/imagegate/runs/<workflow name>/
         volumes/<name>/           PVCs and volumeClaimTemplates, shared by every node (the workspace)
