@@ -24,7 +24,7 @@ from faults import fault_command
 from realworld import ROOT, BuilderUser, Registry, builder_user, registry, require_root, require_tools
 
 from steps.contract import Builder, BuildResult, Decision, FailureClass, Policy, PushSkippedReason, Status
-from workflows import local, manifest, plan, status_codes
+from workflows import local, manifest, names, plan, status_codes
 from workflows.cli import main
 from workflows.errors import LocalRunError, RequestError
 from workflows.local_progress import ApprovalInput, LineDisplay, NodeStatus, State, TreeDisplay, terminal_prompt
@@ -36,7 +36,6 @@ __all__ = ["builder_user", "registry"]  # fixtures used by name
 HELLO = ROOT / "examples" / "hello"
 TEMPLATE = local.DEFAULT_TEMPLATE
 PUSH_TEMPLATE = TEMPLATE.with_name("image-push.yaml")
-GATED = ("probe", "build-kaniko", "build-buildkit", "build-runner", "classify", "synthetic", "push")
 APPROVE = ApprovalInput(decision=Decision.APPROVE, approver="alice", reason="ship it")
 
 
@@ -131,7 +130,7 @@ def test_reject_never_builds_or_pushes(cache: Path) -> None:
     assert outcome.result.push_skipped_reason is PushSkippedReason.REJECTED
     assert outcome.result.approval is not None and outcome.result.approval.approver == "bob"
     seen = phases(outcome)
-    assert all(seen.get(task, State.OMITTED) in (State.SKIPPED, State.OMITTED) for task in GATED), seen
+    assert all(seen.get(task, State.OMITTED) in (State.SKIPPED, State.OMITTED) for task in names.GATED_TASKS), seen
     assert not any(outcome.run_dir.rglob("*.oci.tar")), "no archive was written"
     assert catalog(cache / "registry") == []
 
