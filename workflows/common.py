@@ -41,6 +41,7 @@ __all__ = [
     "VALIDATE_INSECURE",
     "approve_template",
     "global_ref",
+    "label_ref",
     "param_args",
     "push_template",
     "report_template",
@@ -71,6 +72,15 @@ def global_ref(name: str) -> str:
     return f"{{{{=workflow.outputs?.parameters?.{name} ?? ''}}}}"
 
 
+def label_ref(label: str) -> str:
+    """A workflow label as a step argument, '' when absent.
+
+    Through `workflow.labels.json`: a label key's dots would otherwise nest it into maps
+    (Argo expands `workflow.labels.a.b/c` the same way it expands every dotted name).
+    """
+    return f"{{{{=fromJSON(workflow.labels?.json ?? '{{}}')['{label}'] ?? ''}}}}"
+
+
 def template_parameters(model: RequestModel) -> list[Parameter]:
     """The workflow's `spec.arguments.parameters`, derived from the request model."""
     params = []
@@ -95,6 +105,8 @@ def validate_template(config: RenderConfig, model: RequestModel, global_names: d
         args=[*param_args(model), "--kind", "build" if model is BuildRequest else "push",
               "--policy-dir", POLICY_DIR, "--namespace", "{{workflow.namespace}}",
               "--service-account", "{{workflow.serviceAccountName}}", "--workspace", WORKSPACE_DIR,
+              # Argo's creator label: who submitted, recorded for the four-eyes check.
+              "--submitter", label_ref(names.ARGO_CREATOR_LABEL),
               "--out", OUTPUT_DIR],
         mounts=(TMP, WORKSPACE, POLICY), outputs=step_outputs(names.VALIDATE, global_names))
 
@@ -123,7 +135,9 @@ def push_template(config: RenderConfig, args: list[str], inputs: tuple[str, ...]
 def report_template(config: RenderConfig, args: list[str]):
     """The onExit report: the run's one result, exported as the workflow output `result`."""
     return container(names.REPORT, PodKind.STEP, config, image=config.images.steps, command=python_step(names.REPORT),
-                     args=["--workflow-status", "{{workflow.status}}", "--failures", "{{workflow.failures}}", *args,
+                     # Argo's actor label names who resumed the gate last (argo.md section 2); empty after a timeout.
+        args=["--workflow-status", "{{workflow.status}}", "--failures", "{{workflow.failures}}",
+              "--approver", label_ref(names.ARGO_ACTOR_LABEL), *args,
                            "--out", OUTPUT_DIR],
                      outputs=step_outputs(names.REPORT, {"result": "result"}))
 
