@@ -30,7 +30,7 @@ from collections.abc import Callable
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 
-from steps.contract import ARCHIVE_PATH, BUILD_LOG_PATH, OUTPUT_DIR, WORKSPACE_DIR, BuildRequest, Mode
+from steps.contract import ARCHIVE_PATH, BUILD_LOG_PATH, OUTPUT_DIR, WORKSPACE_DIR, Builder, BuildRequest, Mode
 from workflows import names, wrappers
 from workflows.common import (
     APPROVED,
@@ -71,7 +71,12 @@ _BUILD_FOR_MODE = {
     Mode.BUILDKIT: names.BUILD_BUILDKIT,
     Mode.RUNNER: names.BUILD_RUNNER,
 }
-_BUILDER_NAME = {names.BUILD_KANIKO: "kaniko", names.BUILD_BUILDKIT: "buildkit", names.BUILD_RUNNER: "buildah"}
+# What the result calls each build's builder (the runner is buildah).
+_BUILDERS = {
+    names.BUILD_KANIKO: Builder.KANIKO,
+    names.BUILD_BUILDKIT: Builder.BUILDKIT,
+    names.BUILD_RUNNER: Builder.BUILDAH,
+}
 # Build outputs the report reads: the digest for push=false runs (every build shares build-runner's outputs).
 _BUILD_GLOBALS = {"digest": "build_digest"}
 # Report flag -> the global output it reads (each declared as a globalName below).
@@ -99,7 +104,7 @@ def _which_build(status: str, value: Callable[[str], str]) -> str:
 
 
 def _builder(task: str) -> str:
-    return f"'{_BUILDER_NAME[task]}'"
+    return f"'{_BUILDERS[task].value}'"
 
 
 def _exit_code(task: str) -> str:

@@ -119,7 +119,7 @@ def resources(kind: PodKind, config: RenderConfig) -> m.ResourceRequirements:
 
 
 def deadline(kind: PodKind, config: RenderConfig, *, probe: bool = False) -> int:
-    """ActiveDeadlineSeconds for a pod of this kind."""
+    """The activeDeadlineSeconds of a pod of this kind."""
     d = config.deadlines
     if probe:
         return d.probe
@@ -127,7 +127,7 @@ def deadline(kind: PodKind, config: RenderConfig, *, probe: bool = False) -> int
 
 
 def volume(name: str, config: RenderConfig) -> m.Volume:
-    """A template-level volume by name (the workspace is per workflow, see `workspace_claims`)."""
+    """A template-level volume by name (the workspace is per workflow, see `workspace_volumes`)."""
     if name == POLICY:
         return m.Volume(name=POLICY, config_map=m.ConfigMapVolumeSource(name=Policy.CONFIGMAP_NAME))
     if name == REGISTRY_AUTH:
@@ -201,6 +201,8 @@ def container(
     (`workspace_volumes`). `inputs` are the values the DAG task passes in (a template
     cannot read `tasks.*` itself); refer to them with `inp(name)`.
     """
+    # Probe and build pods go where the configuration places builds; step pods run anywhere.
+    placed = kind not in (PodKind.STEP, PodKind.PUSH)
     return Container(
         name=name,
         image=image,
@@ -214,7 +216,7 @@ def container(
         active_deadline_seconds=str(deadline(kind, config, probe=probe)),
         volumes=[volume(v, config) for v in mounts if v != WORKSPACE] or None,
         volume_mounts=[mount(v) for v in mounts],
-        node_selector=dict(config.node_selector) or None if kind not in (PodKind.STEP, PodKind.PUSH) else None,
+        node_selector=(dict(config.node_selector) or None) if placed else None,
         inputs=[Parameter(name=n) for n in inputs] or None,
         outputs=outputs,
         **extra,
