@@ -270,10 +270,13 @@ def validate(
         errors += _check_destination(req.destination, policy) + _check_mode(req, policy)
         if workspace is not None:
             errors += _check_workspace(req, workspace)
-        verdict.fallback = "allowed" if policy.allow_synthetic and not req.strict else "forbidden"
     elif isinstance(req, PushRequest):
         verdict.source_simulated, source_errors = _source_simulated(req)
         errors += _check_destination(req.destination, policy) + source_errors
+    if req is not None:
+        # Both kinds: a synthetic outcome (built, or a synthetic source not pushed) is accepted
+        # only for non-strict requests under a policy that allows it.
+        verdict.fallback = "allowed" if policy.allow_synthetic and not req.strict else "forbidden"
     if req is not None:
         host = parse_reference(req.destination)["host"]
         verdict.insecure = any(_host_matches(entry, host) for entry in policy.insecure_registries)

@@ -160,11 +160,6 @@ def test_image_push_copies_an_earlier_runs_archive(cache: Path) -> None:
     assert served_digest(cache / "registry", pushed.result.image or "") == built.result.digest
 
 
-@pytest.mark.xfail(
-    reason="steps/validate.py sets `fallback` only for BuildRequest; for a PushRequest it stays `forbidden`, "
-    "so a non-strict push of a synthetic source ends failed instead of synthetic (issue 2's image-push rule)",
-    strict=False,
-)
 def test_image_push_never_pushes_a_synthetic_source(cache: Path) -> None:
     synthetic = local.run(HELLO, {"mode": "synthetic"}, approval=APPROVE)
     assert synthetic.result.status is Status.SYNTHETIC

@@ -436,9 +436,27 @@ def test_push_request_reports_whether_its_source_is_simulated(tmp_path, source_r
     )  # fmt: skip
     assert (proc.returncode == 0) is ok, proc.stderr
     assert out["source-simulated"] == simulated
-    assert out["fallback"] == "forbidden"
+    # image-push follows image-build's fallback rule: non-strict under a permissive policy may end
+    # synthetic (nothing pushed); a malformed request decides nothing.
+    assert out["fallback"] == ("allowed" if ok else "forbidden")
     if not ok:
         assert out["error"].startswith("source-result: ")
+
+
+@pytest.mark.parametrize(
+    ("strict", "allow_synthetic", "fallback"),
+    [("false", True, "allowed"), ("true", True, "forbidden"), ("false", False, "forbidden")],
+    ids=["non-strict", "strict", "policy-forbids-synthetic"],
+)
+def test_push_request_fallback_follows_strict_and_policy(strict, allow_synthetic, fallback):
+    verdict = validate(
+        {"source": "docker://127.0.0.1:5000/demo:1", "source-result": SYNTHETIC_RESULT,
+         "destination": "registry.example.com/team/demo:1", "strict": strict},
+        POLICY.model_copy(update={"allow_synthetic": allow_synthetic}),
+        namespace="ci", service_account="imagegate-workflow", kind=PushRequest,
+    )  # fmt: skip
+    assert verdict.errors == []
+    assert verdict.fallback == fallback
 
 
 def test_push_request_destination_is_held_to_the_same_allowlist():
