@@ -64,7 +64,8 @@ __all__ = ["TEMPLATE", "build"]
 
 _MODE = "{{workflow.parameters.mode}}"
 # Inputs of the templates that read other tasks' outputs (their tasks pass them as arguments).
-_REQUEST, _BUILDER, _EXIT_CODE, _CLASSIFICATION = "request", "builder", "exit-code", "classification"
+_REQUEST, _BUILDER, _EXIT_CODE = "request", "builder", "exit-code"
+_CLASSIFICATION, _FALLBACK = "classification", "fallback"
 # The build each mode runs; `auto` follows the probe's `mode` output instead.
 _BUILD_FOR_MODE = {
     Mode.KANIKO: names.BUILD_KANIKO,
@@ -168,8 +169,9 @@ def build(config: RenderConfig) -> WorkflowTemplate:
             mounts=(TMP, WORKSPACE), outputs=step_outputs(names.CLASSIFY, {"classification": "build_classification"}))
         synthetic = container(
             names.SYNTHETIC, PodKind.STEP, config, image=config.images.steps, command=python_step(names.SYNTHETIC),
-            inputs=(_REQUEST, _CLASSIFICATION),
-            args=["--request", inp(_REQUEST), "--classification", inp(_CLASSIFICATION),
+            inputs=(_REQUEST, _CLASSIFICATION, _FALLBACK),
+            # --fallback again, so the step itself refuses what validate forbade, whatever the `when` said.
+            args=["--request", inp(_REQUEST), "--classification", inp(_CLASSIFICATION), "--fallback", inp(_FALLBACK),
                   "--workspace", WORKSPACE_DIR, "--out", OUTPUT_DIR],
             mounts=(TMP, WORKSPACE), outputs=step_outputs(names.SYNTHETIC, {"result": "synthetic_result"}))
         push = push_template(config, ["--archive", ARCHIVE_PATH, "--destination", "{{workflow.parameters.destination}}",
@@ -205,7 +207,8 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                  depends=f"({names.CLASSIFY} || {names.CLASSIFY}.Omitted) && ({names.PUSH} || {names.PUSH}.Omitted)",
                  when=when(APPROVED, "'{{tasks.validate.outputs.parameters.fallback}}' == 'allowed'", f"({fallback})"),
                  arguments={_REQUEST: request,
-                            _CLASSIFICATION: f"{{{{tasks.{names.CLASSIFY}.outputs.parameters.classification}}}}"})
+                            _CLASSIFICATION: f"{{{{tasks.{names.CLASSIFY}.outputs.parameters.classification}}}}",
+                            _FALLBACK: f"{{{{tasks.{names.VALIDATE}.outputs.parameters.fallback}}}}"})
     return wt
 
 
