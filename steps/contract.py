@@ -199,9 +199,7 @@ def _check_relative_path(value: str, field: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, serialize_by_alias=True, use_enum_values=False
-    )
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True, use_enum_values=False)
 
     def to_json(self) -> str:
         """Canonical JSON: aliases, sorted keys, no whitespace; what steps write and read."""
@@ -261,12 +259,17 @@ class _Parameters(_Model):
                 try:
                     parsed[key] = json.loads(raw) if raw.strip() else {}
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{key}: not valid JSON ({exc.msg}): give a JSON object such as {{\"K\":\"V\"}}") from None
+                    raise ValueError(
+                        f'{key}: not valid JSON ({exc.msg}): give a JSON object such as {{"K":"V"}}'
+                    ) from None
             else:
                 parsed[key] = raw
         unknown = sorted(set(values) - {f.alias or _kebab(n) for n, f in cls.model_fields.items()})
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: the template takes {', '.join(s.name for s in cls.parameter_specs())}")
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)}: "
+                f"the template takes {', '.join(s.name for s in cls.parameter_specs())}"
+            )
         return cls.model_validate(parsed)
 
     def to_parameters(self) -> dict[str, str]:
@@ -295,7 +298,8 @@ class BuildRequest(_Parameters):
     """What a caller asks for: the parameters of WorkflowTemplate `image-build`."""
 
     context: str = Field(
-        description="Build context: a directory in the workspace volume, a tar archive, or a git:// URL (Kaniko syntax)."
+        description="Build context: a directory in the workspace volume, a tar archive, "
+        "or a git:// URL (Kaniko syntax)."
     )
     dockerfile: str = Field("Dockerfile", description="Path of the Dockerfile, relative to the context.")
     destination: str = Field(
@@ -303,10 +307,16 @@ class BuildRequest(_Parameters):
     )
     build_args: dict[str, str] = Field(default_factory=dict, description="Build arguments, a JSON object of strings.")
     labels: dict[str, str] = Field(default_factory=dict, description="Image labels, a JSON object of strings.")
-    mode: Mode = Field(Mode.AUTO, description="Builder: auto (the probe picks), kaniko, buildkit, runner (buildah) or synthetic.")
-    strict: bool = Field(False, description="true forbids the synthetic fallback: a runtime incompatibility then fails the run.")
+    mode: Mode = Field(
+        Mode.AUTO, description="Builder: auto (the probe picks), kaniko, buildkit, runner (buildah) or synthetic."
+    )
+    strict: bool = Field(
+        False, description="true forbids the synthetic fallback: a runtime incompatibility then fails the run."
+    )
     push: bool = Field(True, description="false builds without pushing (the result says no_push_requested).")
-    approval_timeout: str = Field("24h", description="How long the approval waits before it rejects by default (Argo duration).")
+    approval_timeout: str = Field(
+        "24h", description="How long the approval waits before it rejects by default (Argo duration)."
+    )
 
     @field_validator("context")
     @classmethod
@@ -356,14 +366,17 @@ class PushRequest(_Parameters):
     """The parameters of WorkflowTemplate `image-push`: an approval-gated copy of an existing image."""
 
     source: str = Field(
-        description="What to copy: an image reference (docker://host/path:tag) or an OCI archive from an earlier run (oci-archive:/workspace/...)."
+        description="What to copy: an image reference (docker://host/path:tag) "
+        "or an OCI archive from an earlier run (oci-archive:/workspace/...)."
     )
     source_result: str = Field(
         "", description="The earlier run's result JSON, if any; a synthetic source is never pushed."
     )
     destination: str = Field(description="Image reference to push to; the registry must be allowlisted by policy.")
     strict: bool = Field(False, description="true turns a synthetic source into a failure instead of a skipped push.")
-    approval_timeout: str = Field("24h", description="How long the approval waits before it rejects by default (Argo duration).")
+    approval_timeout: str = Field(
+        "24h", description="How long the approval waits before it rejects by default (Argo duration)."
+    )
 
     @field_validator("destination")
     @classmethod
@@ -393,21 +406,28 @@ class Policy(_Model):
 
     allowed_registries: list[str] = Field(
         default_factory=list,
-        description="Destinations allowed, as host[:port] or host[:port]/path-prefix (matched on '/' boundaries). Empty allows none.",
+        description="Destinations allowed, as host[:port] or host[:port]/path-prefix "
+        "(matched on '/' boundaries). Empty allows none.",
     )
     insecure_registries: list[str] = Field(
         default_factory=list, description="Hosts pushed to without TLS verification (loopback test registries only)."
     )
-    allowed_namespaces: list[str] = Field(default_factory=list, description="Namespaces runs may use. Empty allows any.")
+    allowed_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces runs may use. Empty allows any."
+    )
     allowed_service_accounts: list[str] = Field(
         default_factory=lambda: ["imagegate-workflow"], description="ServiceAccounts runs may use."
     )
     allowed_modes: list[Mode] = Field(default_factory=lambda: list(Mode), description="Modes requests may ask for.")
-    allow_synthetic: bool = Field(True, description="false forbids synthetic results cluster-wide; it wins over strict=false.")
+    allow_synthetic: bool = Field(
+        True, description="false forbids synthetic results cluster-wide; it wins over strict=false."
+    )
     require_tag: bool = Field(True, description="Destinations must carry an explicit tag or digest.")
     forbid_latest: bool = Field(True, description="Destinations may not use the tag 'latest'.")
     allow_self_approval: bool = Field(False, description="true lets the submitter approve their own build.")
-    require_template_ref: bool = Field(True, description="Workflows must reference image-build instead of inlining templates.")
+    require_template_ref: bool = Field(
+        True, description="Workflows must reference image-build instead of inlining templates."
+    )
     default_mode: Mode = Field(Mode.AUTO, description="The mode used when a request does not name one.")
 
     CONFIGMAP_NAME: ClassVar[str] = "imagegate-policy"
@@ -432,7 +452,9 @@ class Policy(_Model):
         out = {}
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
-            out[field.alias or _camel(name)] = ",".join(_to_param(v) for v in value) if isinstance(value, list) else _to_param(value)
+            out[field.alias or _camel(name)] = (
+                ",".join(_to_param(v) for v in value) if isinstance(value, list) else _to_param(value)
+            )
         return out
 
 
@@ -451,7 +473,9 @@ class Classification(_Model):
     @model_validator(mode="after")
     def _fallback_only_for_runtime(self) -> Self:
         if self.fallback_allowed != (self.class_ in FALLBACK_CLASSES):
-            raise ValueError(f"fallback_allowed must be {self.class_ in FALLBACK_CLASSES} for class {self.class_.value}")
+            raise ValueError(
+                f"fallback_allowed must be {self.class_ in FALLBACK_CLASSES} for class {self.class_.value}"
+            )
         return self
 
 
@@ -468,8 +492,12 @@ class Capabilities(_Model):
     newuidmap: bool = False
     newgidmap: bool = False
     dev_fuse: bool = False
-    apparmor: str | None = Field(None, description="This process's AppArmor profile (e.g. unconfined), null without AppArmor.")
-    builders: dict[str, str | None] = Field(default_factory=dict, description="Builder binary -> version, null when absent.")
+    apparmor: str | None = Field(
+        None, description="This process's AppArmor profile (e.g. unconfined), null without AppArmor."
+    )
+    builders: dict[str, str | None] = Field(
+        default_factory=dict, description="Builder binary -> version, null when absent."
+    )
     resolved_mode: Mode = Field(description="What `auto` resolves to on this node.")
 
 
@@ -489,7 +517,9 @@ class BuildResult(_Model):
     builder: Builder | None = None
     simulated: bool = False
     image: str | None = Field(None, description="The pushed reference (or the destination of a synthetic result).")
-    digest: str | None = Field(None, pattern=DIGEST_PATTERN, description="sha256 digest; derived from the request when simulated.")
+    digest: str | None = Field(
+        None, pattern=DIGEST_PATTERN, description="sha256 digest; derived from the request when simulated."
+    )
     push_skipped_reason: PushSkippedReason | None = None
     classification: Classification | None = None
     approval: Approval | None = None
@@ -538,13 +568,20 @@ STEPS: dict[str, StepSpec] = {
         module="validate",
         # source-simulated (image-push): "false" iff source-result is empty or not simulated; push runs only
         # then, so the fail-safe default keeps a synthetic source from ever being pushed.
-        outputs={"request": "", "fallback": "forbidden", "insecure": "false", "error": "", "submitter": "",
-                 "source-simulated": "true"},
+        outputs={
+            "request": "",
+            "fallback": "forbidden",
+            "insecure": "false",
+            "error": "",
+            "submitter": "",
+            "source-simulated": "true",
+        },
     ),
     "probe": StepSpec(module="probe", outputs={"mode": "runner", "capabilities": "{}"}),
     "build-runner": StepSpec(
         # digest: the manifest digest inside the archive (what a push=false run reports).
-        module="build_runner", outputs={"exit-code": "-1", "log-tail": "", "archive": "", "digest": ""}
+        module="build_runner",
+        outputs={"exit-code": "-1", "log-tail": "", "archive": "", "digest": ""},
     ),
     "classify": StepSpec(
         module="classify", outputs={"class": "unclassified", "fallback-allowed": "false", "classification": ""}

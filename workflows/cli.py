@@ -27,7 +27,9 @@ def parse_params(pairs: Sequence[str] | None) -> dict[str, str]:
     for pair in pairs or ():
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise RequestError(f"-p {pair!r} is not NAME=VALUE", hint="write e.g. -p destination=registry.example.com/app:1")
+            raise RequestError(
+                f"-p {pair!r} is not NAME=VALUE", hint="write e.g. -p destination=registry.example.com/app:1"
+            )
         params[name] = value
     return params
 
