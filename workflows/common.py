@@ -122,7 +122,8 @@ def push_template(config: RenderConfig, args: list[str], inputs: tuple[str, ...]
         command=["/bin/sh", "-c", 'i=$1; shift; [ "$i" = true ] && set -- "$@" --insecure; exec "$@"', names.PUSH,
                  inp(INSECURE), *python_step(names.PUSH)],
         args=[*args, "--attempts", str(config.push_retries + 1), "--out", OUTPUT_DIR],
-        env={"REGISTRY_AUTH_FILE": REGISTRY_AUTH_FILE, "HOME": "/tmp", "TMPDIR": "/tmp"},
+        # The runner image's HOME and XDG_RUNTIME_DIR belong to its build user; push runs as the steps user.
+        env={"REGISTRY_AUTH_FILE": REGISTRY_AUTH_FILE, "HOME": "/tmp", "TMPDIR": "/tmp", "XDG_RUNTIME_DIR": "/tmp"},
         mounts=(TMP, WORKSPACE, REGISTRY_AUTH),
         outputs=step_outputs(names.PUSH, {"result": "push_result", "classification": "push_classification",
                                           "IMAGE_DIGEST": "IMAGE_DIGEST", "IMAGE_URL": "IMAGE_URL"}),

@@ -60,7 +60,7 @@ BUILDKIT_RUN_DIR = "/home/user/.local/tmp"
 REGISTRY_AUTH_FILE = f"{REGISTRY_AUTH_DIR}/auth.json"
 _TMP_DIR = OUTPUT_DIR.rsplit("/", 1)[0]  # /tmp: outputs live in it, so it is an emptyDir
 _ROOTLESS_UID = 1000
-_STEP_UID = 65532  # "nonroot" in distroless-style images; any non-zero uid works
+_STEP_UID = 10001  # the steps image's user (images/steps/Containerfile); numeric, so runAsNonRoot can check it
 
 
 class PodKind(StrEnum):
