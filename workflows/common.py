@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hera.workflows import Parameter, Suspend
+from hera.workflows import Container, Parameter, Suspend
 from hera.workflows import models as m
 
 from steps.contract import OUTPUT_DIR, POLICY_DIR, WORKSPACE_DIR, BuildRequest, Decision, PushRequest
@@ -98,7 +98,7 @@ def param_args(model: RequestModel) -> list[str]:
     return args
 
 
-def validate_template(config: RenderConfig, model: RequestModel, global_names: dict[str, str]):
+def validate_template(config: RenderConfig, model: RequestModel, global_names: dict[str, str]) -> Container:
     """The validate step: request and policy checked before anyone is asked to approve."""
     return container(
         names.VALIDATE, PodKind.STEP, config, image=config.images.steps, command=python_step(names.VALIDATE),
@@ -111,7 +111,7 @@ def validate_template(config: RenderConfig, model: RequestModel, global_names: d
         mounts=(TMP, WORKSPACE, POLICY), outputs=step_outputs(names.VALIDATE, global_names))
 
 
-def push_template(config: RenderConfig, args: list[str], inputs: tuple[str, ...] = ()):
+def push_template(config: RenderConfig, args: list[str], inputs: tuple[str, ...] = ()) -> Container:
     """The push step: the only pod with the registry credentials Secret mounted.
 
     Its task passes `insecure` (validate's output) plus `inputs`.
@@ -133,7 +133,7 @@ def push_template(config: RenderConfig, args: list[str], inputs: tuple[str, ...]
     )
 
 
-def report_template(config: RenderConfig, args: list[str]):
+def report_template(config: RenderConfig, args: list[str]) -> Container:
     """The onExit report: the run's one result, exported as the workflow output `result`."""
     return container(names.REPORT, PodKind.STEP, config, image=config.images.steps, command=python_step(names.REPORT),
                      # Argo's actor label names who resumed the gate last (argo.md section 2); empty after a timeout.

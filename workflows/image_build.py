@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
+from hera.workflows import DAG, Container, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 
 from steps.contract import ARCHIVE_PATH, BUILD_LOG_PATH, OUTPUT_DIR, WORKSPACE_DIR, Builder, BuildRequest, Mode
@@ -122,7 +122,7 @@ def _report_args() -> list[str]:
     return args
 
 
-def _build_container(task: str, config: RenderConfig):
+def _build_container(task: str, config: RenderConfig) -> Container:
     request = {s.name: f"{{{{workflow.parameters.{s.name}}}}}" for s in BuildRequest.parameter_specs()}
     outputs = step_outputs(names.BUILD_RUNNER, _BUILD_GLOBALS)
     if task == names.BUILD_RUNNER:
