@@ -42,7 +42,7 @@ succeeded; push=false with a build digest -> succeeded (no_push_requested); anyt
 failed, carrying the push's or the build's classification, config_error when validate was
 the failed node, and unclassified otherwise. A failed result never lacks a classification.
 Exit status: 0 for a succeeded or synthetic result, 1 for a failed or rejected one (after
-writing it), 2 on a malformed argument. The non-zero exit is deliberate: Argo judges a DAG by
+writing it), 2 on a malformed argument (after writing a failed, unclassified result naming it). The non-zero exit is deliberate: Argo judges a DAG by
 its leaf tasks, and image-build's leaf (`synthetic`) is merely Skipped after a classified build
 error, a strict runtime failure or a rejection, so without it the Workflow would show
 Succeeded. An exit handler that fails turns the Workflow Failed (shared/research/argo.md
@@ -53,6 +53,7 @@ itself is still exported, as a failed pod's outputs are.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from typing import Any
@@ -203,15 +204,35 @@ def _present(value: str | None) -> str | None:
     return None if not value or (value.startswith("{{") and value.endswith("}}")) or value == "null" else value
 
 
+def _decode_failures(raw: str) -> list[Failure]:
+    """Argo's failures list; it may arrive JSON-encoded a second time, as a quoted string."""
+    value: Any = raw
+    try:
+        while isinstance(value, str):
+            value = json.loads(value)
+        return TypeAdapter(list[Failure]).validate_python(value)
+    except (json.JSONDecodeError, ValidationError) as exc:
+        detail = describe_errors(exc)[0] if isinstance(exc, ValidationError) else exc.msg
+        raise InputError(f"--failures: not Argo's workflow.failures JSON list ({detail})") from None
+
+
+def _unreadable(problem: str) -> BuildResult:
+    """The result when report cannot read its inputs: failed, never silently nothing."""
+    return BuildResult(
+        status=Status.FAILED,
+        classification=Classification(
+            class_=FailureClass.UNCLASSIFIED, fallback_allowed=False, message=f"report could not read {problem}"
+        ),
+        push_skipped_reason=PushSkippedReason.FAILED,
+        message=f"report could not read {problem}",
+    )
+
+
 def _parse(args: argparse.Namespace) -> ReportInputs:
     values: dict[str, Any] = {"workflow_status": args.workflow_status}
     raw_failures = _present(args.failures)
     if raw_failures:
-        try:
-            values["failures"] = TypeAdapter(list[Failure]).validate_json(raw_failures)
-        except ValidationError as exc:
-            raise InputError(f"--failures: not Argo's workflow.failures JSON list ({describe_errors(exc)[0]})") \
-                from None
+        values["failures"] = _decode_failures(raw_failures)
     models = {"request": BuildRequest, "build_classification": Classification, "synthetic_result": BuildResult,
               "push_result": BuildResult, "push_classification": Classification}
     for name, model in models.items():
@@ -266,13 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     """Assemble, print and write the final result."""
     args = _parser().parse_args(argv)
     try:
-        result = assemble(_parse(args))
+        result, status = assemble(_parse(args)), None
     except InputError as exc:
+        # Still write a result: a run must never end without one (nor with a guessed success).
         print(f"report: {exc}", file=sys.stderr)
-        return 2
+        result, status = _unreadable(str(exc)), 2
     text = result.to_json()
     write_outputs(STEP, args.out, {"result": text})
     print(text)
+    if status is not None:
+        return status
     return 1 if result.status in _WORKFLOW_FAILS else 0
 
 

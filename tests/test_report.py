@@ -160,8 +160,21 @@ def test_outputs_of_steps_that_never_ran_count_as_absent():
     [("--push-result", "{not json"), ("--failures", '{"a": 1}'), ("--decision", "maybe")],
     ids=["push-result", "failures", "decision"],
 )
-def test_malformed_argument_is_a_usage_error_naming_it(tmp_path, flag, value):
-    args = ["--workflow-status", "Failed", flag, value, "--out", str(tmp_path)]
+def test_malformed_argument_is_a_usage_error_naming_it_and_still_a_failed_result(tmp_path, flag, value):
+    args = ["--workflow-status", "Succeeded", flag, value, "--out", str(tmp_path)]
     proc = run_step("report", *args)
     assert proc.returncode == 2
     assert flag in proc.stderr
+    # The run still ends with a result: failed and unclassified, never a guessed success.
+    result = BuildResult.model_validate_json((tmp_path / "result").read_text())
+    assert result.status is Status.FAILED
+    assert result.classification is not None and result.classification.class_ is FailureClass.UNCLASSIFIED
+    assert flag in result.classification.message
+
+
+def test_failures_json_encoded_twice_is_read_as_the_list():
+    # Argo may hand {{workflow.failures}} over as a JSON string that holds the JSON list.
+    twice = json.dumps(json.dumps([failure("validate", "exit code 1")]))
+    result = report("--validate-error", "destination: not allowlisted", status="Failed", failures=twice)
+    assert result.status is Status.FAILED
+    assert result.classification is not None and result.classification.class_ is FailureClass.CONFIG_ERROR
