@@ -43,11 +43,11 @@ failed, carrying the push's or the build's classification, config_error when val
 the failed node, and unclassified otherwise. A failed result never lacks a classification.
 Exit status: 0 for a succeeded or synthetic result, 1 for a failed or rejected one (after
 writing it), 2 on a malformed argument (after writing a failed, unclassified result naming
-it). The non-zero exit is deliberate: Argo judges a DAG by its leaf tasks, and image-build's leaf (`synthetic`) is merely Skipped after a classified build
-error, a strict runtime failure or a rejection, so without it the Workflow would show
+it). The non-zero exit is deliberate: Argo judges a DAG by its leaf tasks, and image-build's
+leaf (`synthetic`) is merely Skipped after a rejection, so without it the Workflow could show
 Succeeded. An exit handler that fails turns the Workflow Failed (shared/research/argo.md
-section 3.5), so `argo submit --wait`, the UI and CI all see what the result says; the result
-itself is still exported, as a failed pod's outputs are.
+section 3.5), so `argo submit --wait`, the UI and CI all see what the result says; the
+result itself is still exported, as a failed pod's outputs are.
 """
 
 from __future__ import annotations
