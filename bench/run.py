@@ -36,6 +36,8 @@ def _num(x: float | None, unit: str = "") -> str:
     if x is None:
         return "-"
     text = f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+    if unit == "pods" and x == 1:
+        unit = "pod"
     return f"{text} {unit}".strip()
 
 
