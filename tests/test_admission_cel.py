@@ -7,7 +7,7 @@ bound. A validation that does not return true denies, and its messageExpression 
 message. Every sample is evaluated by both engines, which must agree:
 
 - cel-python (`celpy`, pure Python). It implements core CEL only; the policy also uses
-  four functions of the Kubernetes CEL string library (cel-go `ext.Strings`, listed at
+  six functions of the Kubernetes CEL string library (cel-go `ext.Strings`, listed at
   https://kubernetes.io/docs/reference/using-api/cel/#kubernetes-cel-libraries), so this
   file registers them, written to that library's documented behaviour:
   - `<string>.split(<string>) -> list<string>`: Go `strings.Split` (an empty separator
@@ -15,9 +15,13 @@ message. Every sample is evaluated by both engines, which must agree:
   - `<string>.trim() -> string`: strips leading and trailing Unicode White_Space.
   - `<string>.lowerAscii() -> string`: lowercases ASCII letters only.
   - `<list<string>>.join([<string>]) -> string`: joins with the separator (default '').
+  - `<string>.substring(<int>[, <int>]) -> string`: code points from start to end
+    (default the size); an index below 0, past the size, or end before start is an error.
+  - `<string>.replace(<string>, <string>[, <int>]) -> string`: replaces every occurrence,
+    or only the first n when a non-negative n is given.
   `matches` is core CEL; cel-python evaluates it with RE2, as Kubernetes does.
 - cel-expr-python (`cel_expr_python`, Google's wrapper of cel-cpp) with its own strings
-  extension (`ExtStrings`), so the four functions above are the CEL project's, not ours.
+  extension (`ExtStrings`), so the six functions above are the CEL project's, not ours.
 
 The API server is the one fake here: nothing runs a kube-apiserver, so its type-check
 against the Workflow CRD is approximated by checking every `object.spec.<field>` the
@@ -69,7 +73,25 @@ def _join(items: celtypes.ListType, sep: str = "") -> celtypes.StringType:
     return celtypes.StringType(str(sep).join(str(i) for i in items))
 
 
-KUBERNETES_STRING_EXTENSIONS = {"split": _split, "trim": _trim, "lowerAscii": _lower_ascii, "join": _join}
+def _substring(text: celtypes.StringType, start: int, end: int | None = None) -> celtypes.StringType:
+    end = len(text) if end is None else int(end)
+    if not 0 <= int(start) <= end <= len(text):
+        raise ValueError(f"substring({start}, {end}) out of range for a string of size {len(text)}")
+    return celtypes.StringType(str(text)[int(start) : end])
+
+
+def _replace(text: celtypes.StringType, old: str, new: str, count: int = -1) -> celtypes.StringType:
+    return celtypes.StringType(str(text).replace(str(old), str(new), int(count)))
+
+
+KUBERNETES_STRING_EXTENSIONS = {
+    "split": _split,
+    "trim": _trim,
+    "lowerAscii": _lower_ascii,
+    "join": _join,
+    "substring": _substring,
+    "replace": _replace,
+}
 CELPY = celpy.Environment()
 CELCPP = cel.NewEnv(variables=dict.fromkeys(BINDINGS, cel.Type.DYN), extensions=[ext_strings.ExtStrings()])
 
@@ -149,11 +171,12 @@ def evaluate(
     namespace: str = rbac.NAMESPACE,
     operation: str = "CREATE",
     old: dict | None = None,
+    user: str = "kubernetes-admin",
 ) -> Verdict:
     spec = admission.policy()["spec"]
     params = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": Policy.CONFIGMAP_NAME}}
     params["data"] = (policy or Policy()).to_configmap_data() if data is None else data
-    request = {"namespace": namespace, "operation": operation}
+    request = {"namespace": namespace, "operation": operation, "userInfo": {"username": user}}
     cel_env = ENGINES[engine]({"object": workflow, "oldObject": old, "request": request, "params": params})
     verdict = Verdict()
     for var in spec["variables"]:

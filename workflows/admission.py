@@ -20,8 +20,31 @@ change, so a running Workflow is not stuck when the policy narrows, and no one (
 approver holds `update` on workflows) can swap the destination after the approval
 (`argo retry -p` included).
 
+Four eyes, on UPDATE of ours (`argo node set` + `argo resume`, the UI through an Argo
+Server in client mode, the imagegate client, `kubectl edit`): unless the policy has
+`allowSelfApproval`, the submitter may set the gate's `decision` only to `reject`.
+- The decision: every node's `decision` output parameter in `status.nodes` (keyed by
+  node id, so a node renamed in the same update is still seen; only the gate has that
+  output), and the `decision` global in `status.outputs`. A parameter that changed and is
+  not `reject` counts as approving: another value or a changed `valueFrom.default` (which
+  a timeout applies) could still open a gate.
+- The submitter: the old object's `imagegate.dev/submitter` and Argo's `creator` labels
+  (`CREATOR_LABELS`). Argo writes those as `dnsFriendly(user)` (argoproj/argo-workflows
+  v4.1.2 workflow/creator/creator.go: each rune outside `[-_.a-zA-Z0-9]` becomes `-`,
+  the last 63 kept, non-alphanumerics trimmed from both ends; the email with its first
+  `@` as `.at.`). The requester, `request.userInfo.username`, matches when its last 63
+  runes, mapped the same way, equal a label up to the trimmed ends, compared ASCII
+  case-insensitively. Conservatively, so do the username's part after its last `#` or
+  `:` (an OIDC issuer or `oidc:` prefix), and the `actor` labels Argo writes on this
+  update (`ACTOR_LABELS`, from the caller's claims).
+- Nodes admission cannot read (`status.compressedNodes`, offloaded node status) may not
+  change at the submitter's hand, and the identity labels never change after creation.
+What stays open (Argo Server in server or SSO mode, forged labels at CREATE) is in
+docs/security.md, "Approval bypass".
+
 The expressions use core CEL plus the Kubernetes string extensions `split`, `trim`,
-`lowerAscii` and `join` (available in every release that serves admissionregistration v1).
+`lowerAscii`, `join`, `substring` and `replace` (available in every release that serves
+admissionregistration v1).
 """
 
 from __future__ import annotations
@@ -31,11 +54,21 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from steps.contract import REFERENCE_PATTERN, BuildRequest, Mode, Policy, PushRequest
+from steps.contract import REFERENCE_PATTERN, BuildRequest, Decision, Mode, Policy, PushRequest
 from workflows import names
+from workflows.client import ACTOR_LABELS, CREATOR_LABELS
 from workflows.rbac import NAMESPACE
 
-__all__ = ["BINDING_NAME", "IMMUTABLE_FIELDS", "OVERRIDES", "POLICY_NAME", "binding", "manifests", "policy"]
+__all__ = [
+    "BINDING_NAME",
+    "IDENTITY_LABELS",
+    "IMMUTABLE_FIELDS",
+    "OVERRIDES",
+    "POLICY_NAME",
+    "binding",
+    "manifests",
+    "policy",
+]
 
 POLICY_NAME = "imagegate-workflows"
 BINDING_NAME = POLICY_NAME
@@ -71,6 +104,15 @@ OVERRIDES: dict[str, str] = {
 # What the checks read: changing any of these after CREATE is refused.
 IMMUTABLE_FIELDS = ("workflowTemplateRef", "arguments", "serviceAccountName", "podSpecPatch", *OVERRIDES)
 
+# Labels naming who submitted a run; the four-eyes check reads them, so they cannot change.
+IDENTITY_LABELS = (names.LABEL_SUBMITTER, *CREATOR_LABELS)
+# Status fields holding nodes admission cannot read (gzip+base64, or rows in Argo's database).
+_HIDDEN_NODES = ("compressedNodes", "offloadNodeStatusVersion")
+# Who is asking (the API server's authenticated user).
+_USER = "request.userInfo.username"
+# Argo's label value: at most 63 bytes (runes: every character left is ASCII).
+_LABEL_MAX = 63
+
 # pydantic's lax bool parsing (docs.pydantic.dev "Conversion Table", str -> bool), which the
 # validate step applies to the same strings; anything else is read on the safe side below.
 _TRUE = ("1", "on", "t", "true", "y", "yes")
@@ -96,6 +138,43 @@ def _required(model: type[BuildRequest] | type[PushRequest]) -> list[str]:
 def _default(model: type[BuildRequest], name: str) -> str:
     (spec,) = [s for s in model.parameter_specs() if s.name == name]
     return spec.default or ""
+
+
+def _decision_params(node: str) -> str:
+    """CEL: the node's `decision` output parameters (empty when it has none)."""
+    outputs = f"{node}.outputs"
+    return (
+        f"(has({outputs}) && has({outputs}.parameters)"
+        f" ? {outputs}.parameters.filter(p, p.name == {_cel(names.DECISION)}) : [])"
+    )
+
+
+def _not_reject(params: str) -> str:
+    """CEL: `params` (decision parameters) would not read as exactly reject."""
+    return f"!{params}.all(p, has(p.value) && p.value == {_cel(Decision.REJECT.value)})"
+
+
+def _shown(params: str) -> str:
+    """CEL: the decision parameters as the message shows them."""
+    return f"{params}.map(p, has(p.value) ? p.value : '(unset, default changed)').join(',')"
+
+
+def _label_value(name: str) -> str:
+    """CEL: `name` as `dnsFriendly` leaves it before trimming: its last runes, each outside the label alphabet `-`."""
+    last = f"(size({name}) > {_LABEL_MAX} ? {name}.substring(size({name}) - {_LABEL_MAX}) : {name})"
+    return f"{last}.split('').map(c, c.matches('^[-_.a-zA-Z0-9]$') ? c : '-').join('').lowerAscii()"
+
+
+def _after_last(text: str, sep: str) -> str:
+    """CEL: `text` after the last `sep` (all of it when there is none)."""
+    return f"{text}.split({_cel(sep)})[size({text}.split({_cel(sep)})) - 1]"
+
+
+def _status_changed(field: str) -> str:
+    """CEL: `status.<field>` differs between oldObject and object (set, unset or value)."""
+    new = f"(has(object.status) && has(object.status.{field}))"
+    old = f"(has(oldObject.status) && has(oldObject.status.{field}))"
+    return f"({new} != {old} || {new} && object.status.{field} != oldObject.status.{field})"
 
 
 def _variables() -> list[k8s.V1Variable]:
@@ -177,6 +256,67 @@ def _variables() -> list[k8s.V1Variable]:
             )
             + "].filter(f, f != '')",
         ),
+        # --- four eyes (UPDATE of ours); oldObject is only read when it exists ---
+        ("fourEyes", "request.operation == 'UPDATE' && variables.ours"),
+        ("allowSelfApproval", flag("allowSelfApproval", safe=False)),
+        ("oldLabels", "variables.fourEyes && has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}"),
+        ("newLabels", "has(object.metadata.labels) ? object.metadata.labels : {}"),
+        (
+            "submitterKeys",
+            f"{_cel(list(IDENTITY_LABELS))}.filter(k, k in variables.oldLabels && variables.oldLabels[k] != '')",
+        ),
+        (
+            "oldNodes",
+            "variables.fourEyes && has(oldObject.status) && has(oldObject.status.nodes) ? oldObject.status.nodes : {}",
+        ),
+        ("newNodes", "variables.fourEyes && has(object.status) && has(object.status.nodes) ? object.status.nodes : {}"),
+        # The `decision` global (the gate's output has globalName decision; the report reads it).
+        *[
+            (
+                f"{side}GlobalDecision",
+                f"variables.fourEyes && has({obj}.status) && has({obj}.status.outputs)"
+                f" && has({obj}.status.outputs.parameters)"
+                f" ? {obj}.status.outputs.parameters.filter(p, p.name == {_cel(names.DECISION)}) : []",
+            )
+            for side, obj in (("old", "oldObject"), ("new", "object"))
+        ],
+        # The decisions this update sets other than reject, per node id (only the gate has that output).
+        (
+            "nodeDecisions",
+            "variables.newNodes.filter(k, "
+            + _not_reject(_decision_params("variables.newNodes[k]"))
+            + f" && {_decision_params('variables.newNodes[k]')} != (k in variables.oldNodes"
+            f" ? {_decision_params('variables.oldNodes[k]')} : []))"
+            + f".map(k, {_shown(_decision_params('variables.newNodes[k]'))})",
+        ),
+        # ... else the global alone (Argo copies the node's value there in the same update).
+        (
+            "decided",
+            "size(variables.nodeDecisions) > 0 ? variables.nodeDecisions : ("
+            + _not_reject("variables.newGlobalDecision")
+            + " && variables.newGlobalDecision != variables.oldGlobalDecision"
+            + f" ? [{_shown('variables.newGlobalDecision')}] : [])",
+        ),
+        # The requester's name, and (conservatively) without an OIDC issuer or `oidc:`-style prefix.
+        (
+            "userNames",
+            f"[{_USER}, {_after_last(_USER, '#')}, {_after_last(_USER, ':')}]",
+        ),
+        (
+            "approverValues",
+            "(variables.userNames + variables.userNames.map(n, n.replace('@', '.at.', 1)))"
+            f".map(n, {_label_value('n')})",
+        ),
+        # A submitter label equals one of those once its ends are trimmed, or this update's actor labels equal one.
+        (
+            "bySubmitter",
+            "variables.submitterKeys.exists(k, variables.approverValues.exists(v, v.matches("
+            f"'^[-_.]*' + variables.oldLabels[k].lowerAscii().replace('.', {_cel(chr(92) + '.')}) + '[-_.]*$')))"
+            f" || {_cel(list(ACTOR_LABELS))}.exists(a, a in variables.newLabels && variables.newLabels[a] != ''"
+            " && variables.submitterKeys.exists(k,"
+            " variables.oldLabels[k].lowerAscii() == variables.newLabels[a].lowerAscii()))",
+        ),
+        ("hiddenNodesChanged", "variables.fourEyes && (" + " || ".join(map(_status_changed, _HIDDEN_NODES)) + ")"),
     ]
     return [k8s.V1Variable(name=n, expression=e) for n, e in pairs]
 
@@ -353,6 +493,48 @@ def _validations() -> list[k8s.V1Validation]:
             "spec fields the admission checks read cannot change after creation",
             "'spec.' + variables.changed.join(', spec.') + ' cannot change after creation:"
             " submit a new Workflow instead'",
+        ),
+        *_four_eyes_validations(),
+    ]
+
+
+def _four_eyes_validations() -> list[k8s.V1Validation]:
+    run = "request.namespace + '/' + object.metadata.name"
+    submitted = "': they submitted it (' + variables.submitterKeys.map(k, k + '=' + variables.oldLabels[k]).join(', ')"
+    actor = _cel(names.ARGO_ACTOR_LABEL)
+    approver = (
+        f"request.userInfo.username + ({actor} in variables.newLabels"
+        f" ? ' (Argo actor ' + variables.newLabels[{actor}] + ')' : '')"
+    )
+    fix = f'the policy (ConfigMap {NAMESPACE}/{Policy.CONFIGMAP_NAME}) must set allowSelfApproval: "true"'
+    changed = (
+        "(k in variables.oldLabels) != (k in variables.newLabels)"
+        " || k in variables.oldLabels && variables.oldLabels[k] != variables.newLabels[k]"
+    )
+    return [
+        _rule(
+            "!variables.fourEyes || variables.allowSelfApproval || size(variables.decided) == 0"
+            " || !variables.bySubmitter",
+            "the submitter of a run cannot approve it (four eyes): another person must approve, or the policy must"
+            " set allowSelfApproval",
+            f"{approver} + ' cannot set the approve gate of ' + {run} + ' to ' + variables.decided.join(', ')"
+            f" + {submitted} + '). Four eyes: another person must approve it, or {fix}; the submitter may still"
+            " reject'",
+        ),
+        _rule(
+            "!variables.hiddenNodesChanged || variables.allowSelfApproval || !variables.bySubmitter",
+            "the submitter of a run cannot change its compressed or offloaded nodes: admission cannot tell an"
+            " approval from a rejection in them",
+            f"{approver} + ' cannot change status.compressedNodes or status.offloadNodeStatusVersion of ' + {run}"
+            f" + {submitted} + ') and admission cannot read those nodes to tell an approval from a rejection."
+            f" Another person must decide, or {fix}'",
+        ),
+        _rule(
+            f"!variables.fourEyes || {_cel(list(IDENTITY_LABELS))}.all(k, !({changed}))",
+            f"metadata.labels {', '.join(IDENTITY_LABELS)} cannot change after creation: the four-eyes check reads"
+            " them",
+            f"'metadata.labels ' + {_cel(list(IDENTITY_LABELS))}.filter(k, {changed}).join(', ')"
+            " + ' cannot change after creation: they record who submitted the run, which the four-eyes check reads'",
         ),
     ]
 
