@@ -29,14 +29,14 @@ Server in client mode, the imagegate client, `kubectl edit`): unless the policy 
   not `reject` counts as approving: another value or a changed `valueFrom.default` (which
   a timeout applies) could still open a gate.
 - The submitter: the old object's `imagegate.dev/submitter` and Argo's `creator` labels
-  (`CREATOR_LABELS`). Argo writes those as `dnsFriendly(user)` (argoproj/argo-workflows
+  (`names.CREATOR_LABELS`). Argo writes those as `dnsFriendly(user)` (argoproj/argo-workflows
   v4.1.2 workflow/creator/creator.go: each rune outside `[-_.a-zA-Z0-9]` becomes `-`,
   the last 63 kept, non-alphanumerics trimmed from both ends; the email with its first
   `@` as `.at.`). The requester, `request.userInfo.username`, matches when its last 63
   runes, mapped the same way, equal a label up to the trimmed ends, compared ASCII
   case-insensitively. Conservatively, so do the username's part after its last `#` or
   `:` (an OIDC issuer or `oidc:` prefix), and the `actor` labels Argo writes on this
-  update (`ACTOR_LABELS`, from the caller's claims).
+  update (`names.ACTOR_LABELS`, from the caller's claims).
 - Nodes admission cannot read (`status.compressedNodes`, offloaded node status) may not
   change at the submitter's hand, and the identity labels never change after creation.
 What stays open (Argo Server in server or SSO mode, forged labels at CREATE) is in
@@ -56,7 +56,6 @@ from kubernetes import client as k8s
 
 from steps.contract import REFERENCE_PATTERN, BuildRequest, Decision, Mode, Policy, PushRequest
 from workflows import names
-from workflows.client import ACTOR_LABELS, CREATOR_LABELS
 from workflows.rbac import NAMESPACE
 
 __all__ = [
@@ -105,7 +104,7 @@ OVERRIDES: dict[str, str] = {
 IMMUTABLE_FIELDS = ("workflowTemplateRef", "arguments", "serviceAccountName", "podSpecPatch", *OVERRIDES)
 
 # Labels naming who submitted a run; the four-eyes check reads them, so they cannot change.
-IDENTITY_LABELS = (names.LABEL_SUBMITTER, *CREATOR_LABELS)
+IDENTITY_LABELS = (names.LABEL_SUBMITTER, *names.CREATOR_LABELS)
 # Status fields holding nodes admission cannot read (gzip+base64, or rows in Argo's database).
 _HIDDEN_NODES = ("compressedNodes", "offloadNodeStatusVersion")
 # Who is asking (the API server's authenticated user).
@@ -312,7 +311,7 @@ def _variables() -> list[k8s.V1Variable]:
             "bySubmitter",
             "variables.submitterKeys.exists(k, variables.approverValues.exists(v, v.matches("
             f"'^[-_.]*' + variables.oldLabels[k].lowerAscii().replace('.', {_cel(chr(92) + '.')}) + '[-_.]*$')))"
-            f" || {_cel(list(ACTOR_LABELS))}.exists(a, a in variables.newLabels && variables.newLabels[a] != ''"
+            f" || {_cel(list(names.ACTOR_LABELS))}.exists(a, a in variables.newLabels && variables.newLabels[a] != ''"
             " && variables.submitterKeys.exists(k,"
             " variables.oldLabels[k].lowerAscii() == variables.newLabels[a].lowerAscii()))",
         ),

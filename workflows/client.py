@@ -87,10 +87,9 @@ ACCESS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("authentication.k8s.io", "selfsubjectreviews", ("create",)),
 )
 
-# Argo's label keys (argoproj/argo-workflows workflow/common/common.go).
-_ARGO_LABEL = "workflows.argoproj.io/"
-CREATOR_LABELS = (names.ARGO_CREATOR_LABEL, _ARGO_LABEL + "creator-email", _ARGO_LABEL + "creator-preferred-username")
-ACTOR_LABELS = (names.ARGO_ACTOR_LABEL, _ARGO_LABEL + "actor-email", _ARGO_LABEL + "actor-preferred-username")
+_ARGO_LABEL = names.ARGO_LABEL_PREFIX
+CREATOR_LABELS = names.CREATOR_LABELS
+ACTOR_LABELS = names.ACTOR_LABELS
 _ACTION_LABEL = _ARGO_LABEL + "action"
 _COMPLETED_LABEL = _ARGO_LABEL + "completed"
 _DONE_PHASES = frozenset({"Succeeded", "Failed", "Error"})

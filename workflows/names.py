@@ -37,8 +37,13 @@ CREDENTIALS_ANNOTATION = ANNOTATION_PREFIX + "credentials-templates"
 
 LABEL_REQUEST_ID = ANNOTATION_PREFIX + "request-id"
 LABEL_SUBMITTER = ANNOTATION_PREFIX + "submitter"
-ARGO_CREATOR_LABEL = "workflows.argoproj.io/creator"
-ARGO_ACTOR_LABEL = "workflows.argoproj.io/actor"
+# Argo's identity labels (argoproj/argo-workflows workflow/common/common.go): who created the
+# Workflow, and who last acted on it (resume); the client and the admission policy read both.
+ARGO_LABEL_PREFIX = "workflows.argoproj.io/"
+ARGO_CREATOR_LABEL = ARGO_LABEL_PREFIX + "creator"
+ARGO_ACTOR_LABEL = ARGO_LABEL_PREFIX + "actor"
+CREATOR_LABELS = (ARGO_CREATOR_LABEL, ARGO_CREATOR_LABEL + "-email", ARGO_CREATOR_LABEL + "-preferred-username")
+ACTOR_LABELS = (ARGO_ACTOR_LABEL, ARGO_ACTOR_LABEL + "-email", ARGO_ACTOR_LABEL + "-preferred-username")
 
 SERVICE_ACCOUNT = "imagegate-workflow"
 REGISTRY_SECRET = "imagegate-registry"
