@@ -45,6 +45,7 @@ __all__ = [
     "parse_expr",
     "parse_when",
     "substitute",
+    "when_outcomes",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -514,6 +515,60 @@ def evaluate_when(text: str) -> bool:
     if not isinstance(result, bool):
         raise ExpressionEvaluationError(f"Expected boolean evaluation for '{text}'. Got {_go_value(result)}")
     return result
+
+
+def when_outcomes(text: str, unknown: str) -> frozenset[bool | None]:
+    """What `evaluate_when(text)` can end with when every operand holding `unknown` may be any value.
+
+    `text` is a substituted `when` in which each value not known yet was replaced by a word
+    containing `unknown`, as one operand (quoted, or a bare single word). The result holds True,
+    False and/or None (it raises: a type error, a non-boolean result, a syntax error): the Kleene
+    logic of govaluate's short-circuits, so `false && x` is only False while `x == 'a'` may be
+    either. The task runs only when True is among them; lint uses this to show a task is blocked.
+    """
+    if not text.strip():
+        return frozenset({True})
+    try:
+        node = parse_when(text)
+    except ExpressionSyntaxError:
+        return frozenset({None})
+    return frozenset(_outcomes(node, unknown))
+
+
+def _holds(node: Any, unknown: str) -> bool:
+    """Whether a parsed `when` subtree contains an unknown operand."""
+    if isinstance(node, str):
+        return unknown in node
+    if isinstance(node, list):
+        return any(_holds(n, unknown) for n in node)
+    if isinstance(node, _GNode):
+        return _holds(node.left, unknown) or _holds(node.right, unknown)
+    return False
+
+
+def _outcomes(node: _GNode, unknown: str) -> set[bool | None]:
+    op = node.op
+    if op in ("&&", "||"):
+        # Mirrors _geval: the left side decides alone when it is the short-circuit value;
+        # a non-boolean left side raises whatever the right side is.
+        stop = op == "||"
+        left = _outcomes(node.left, unknown)
+        out = left & {stop, None}
+        if (not stop) in left:
+            out |= _outcomes(node.right, unknown)
+        return out
+    if op == "prefix!":
+        return {None if v is None else not v for v in _outcomes(node.right, unknown)}
+    if not _holds(node, unknown):
+        try:
+            value = _geval(node)
+        except (ExpressionEvaluationError, ExpressionSyntaxError):
+            return {None}
+        return {value} if isinstance(value, bool) else {None}
+    plain = (node.left, node.right)
+    if op in ("==", "!=") and all(n.op == "lit" for n in plain):
+        return {True, False}  # reflect.DeepEqual of two operands never raises
+    return {True, False, None}
 
 
 # ---------------------------------------------------------------------------------------------

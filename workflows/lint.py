@@ -11,6 +11,7 @@ shared/research/argo.md section 1 (argoproj/argo-workflows v4.1.2 workflow/valid
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
 from enum import StrEnum
@@ -28,6 +29,7 @@ from workflows.expressions import (
     find_tags,
     parse_expr,
     parse_when,
+    when_outcomes,
 )
 from workflows.manifest import Location, Manifest, load_paths
 
@@ -938,6 +940,15 @@ def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Fin
     if default is not None:
         values.add(str(default))
     refusals = sorted(values - {Decision.APPROVE.value})
+    # What the gate's decision can hold in a run without approval: a refusal, or the default a
+    # timeout, a failed gate or a gate that never ran leaves (which may itself be `approve`).
+    output = next(p for p in supplied if p.get("name") == decision)
+    leftovers = [(output.get("valueFrom") or {}).get("default"), output.get("value"), default]
+    unapproved = set(refusals) | {str(v) for v in leftovers if v is not None}
+    blocked = _blocked_without_approval(doc, entry, f"tasks.{gate}.outputs.parameters.{decision}", gate, unapproved)
+    gated = [g for g in gated if g not in blocked]
+    if not gated:
+        return
 
     def options(call: LeafCall) -> list[LeafOutcome]:
         if call.exit_handler:
@@ -972,6 +983,94 @@ def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Fin
             f"gated task {g} can run although {scenario[0]} ({where}): only {gate} resuming with approve may start it"
         )
         yield entry_loc + ("dag", "tasks", index[g]), message
+
+
+# Stands in for every `{{...}}` value the fast check does not know (one govaluate word).
+_UNKNOWN = "imagegateunknownvalue"
+# Phases a task ends with when it does not run (when false, depends false, an expression failing).
+_NOT_RUN = ("Skipped", "Omitted", "Error")
+_ANY_PHASE = ("Succeeded", "Failed", *_NOT_RUN)
+
+
+def _blocked_without_approval(
+    doc: Doc, entry: Mapping[str, Any], decision_ref: str, gate: str, unapproved: set[str]
+) -> set[str]:
+    """Tasks of the entrypoint DAG shown never to run in a run the gate did not approve.
+
+    A sufficient check, so the full exploration only runs for what it cannot show: a task is
+    blocked when its `when` cannot be true for any value in `unapproved` (or the decision absent,
+    which fails the substitution) with every other operand unknown, or when its `depends`
+    is false whatever phase its dependencies end with, those already blocked ending Skipped,
+    Omitted or Error. It relies on what the exploration relies on: a value substituted into a
+    quoted operand holds no quote.
+    """
+    if any("{{" in v for v in unapproved):
+        return set()
+    from workflows.plan import _ITEM_KEYS  # the keys the evaluator fans out on: one list
+
+    tasks = {str(t.get("name")): t for t in _tasks(entry)}
+    continue_on = {n: t.get("continueOn") or {} for n, t in tasks.items()}
+    # The gate itself may end any way; a fanned-out task evaluates `when` per item.
+    candidates = {n: t for n, t in tasks.items() if n != gate and not any(t.get(k) is not None for k in _ITEM_KEYS)}
+    blocked: set[str] = set()
+    grown = True
+    while grown:  # a fixpoint: blocking one task can block those depending on it
+        grown = False
+        for name, task in candidates.items():
+            if name not in blocked and (
+                _when_blocked(doc, entry, str(task.get("when") or ""), decision_ref, unapproved)
+                or _depends_blocked(_depends(task), tasks, blocked, continue_on)
+            ):
+                blocked.add(name)
+                grown = True
+    return blocked
+
+
+def _when_blocked(doc: Doc, entry: Mapping[str, Any], when: str, decision_ref: str, unapproved: set[str]) -> bool:
+    """Whether `when` is never true while the decision is unapproved (every other tag unknown)."""
+    if not when.strip() or decision_ref not in find_tags(when):
+        return False
+    for m in re.finditer(r"\{\{(.*?)\}\}", when, flags=re.DOTALL):
+        tag = m.group(1).strip()
+        before, after = when[m.start() - 1 : m.start()], when[m.end() : m.end() + 1]
+        quoted = before in ("'", '"') and after == before
+        if tag == decision_ref or quoted or _SAFE_TAG.match(tag):
+            continue
+        enum = _enum_of(doc, entry, tag)
+        if enum is None or not all(_BARE_SAFE.match(v) and v.lower() != "in" for v in enum):
+            return False  # an unquoted value of several words could change how the expression parses
+    for value in unapproved:
+
+        def fill(m: re.Match[str], value: str = value) -> str:
+            return value if m.group(1).strip() == decision_ref else _UNKNOWN
+
+        if True in when_outcomes(re.sub(r"\{\{(.*?)\}\}", fill, when, flags=re.DOTALL), _UNKNOWN):
+            return False
+    return True
+
+
+def _depends_blocked(
+    logic: str, tasks: Mapping[str, Any], blocked: set[str], continue_on: Mapping[str, Mapping[str, bool]]
+) -> bool:
+    """Whether `depends` is false (or fails) for every phase its dependencies can end with."""
+    if not logic.strip():
+        return False
+    try:
+        deps = depends_tasks(logic)
+    except ExpressionError:
+        return False
+    if any(d not in tasks or set(results) & {"AnySucceeded", "AllFailed"} for d, results in deps.items()):
+        return False
+    choices = [_NOT_RUN if d in blocked else _ANY_PHASE for d in deps]
+    if not any(d in blocked for d in deps) or math.prod(map(len, choices)) > 4096:
+        return False
+    for combo in itertools.product(*choices):
+        try:
+            if evaluate_depends(logic, dict(zip(deps, combo, strict=True)), continue_on):
+                return False
+        except ExpressionError:
+            continue  # the task ends Error: it does not run
+    return True
 
 
 def _explore(
