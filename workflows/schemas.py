@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -58,11 +59,40 @@ def shared_dir() -> Path:
     return Path(os.environ.get("IMAGEGATE_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
+def _cache_dir() -> Path:
+    # The directory workflows.registry.cache_dir() names, not imported: that module's imports cost
+    # more than the cache saves.
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagegate" / "schemas"
+
+
 def _read(path: Path) -> Any:
+    """A schema file's data; a YAML one is parsed once per content and kept as JSON in the user cache.
+
+    Even libyaml needs ~0.25 s for a 2.7 MB CRD, json ~0.01 s: lint runs on every commit. The cache
+    entry is named by the file's SHA-256, so an edited schema is parsed again; a cache that cannot be
+    read or written is only slower.
+    """
     if not path.is_file():
         raise TemplateError(f"schema {path} not found", hint="set IMAGEGATE_SHARED to the directory holding argo/")
-    text = path.read_text()
-    return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)
+    raw = path.read_bytes()
+    if path.suffix == ".json":
+        return json.loads(raw)
+    cached = _cache_dir() / f"{path.stem}-{hashlib.sha256(raw).hexdigest()[:32]}.json"
+    try:
+        return json.loads(cached.read_bytes())
+    except (OSError, ValueError):
+        pass  # not cached yet, or unreadable: parse the YAML
+    data = yaml.load(raw, Loader=_YAML_LOADER)
+    try:
+        text = json.dumps(data, separators=(",", ":"))
+        if json.loads(text) == data:  # JSON would turn an int key into a string: keep only exact copies
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(text)
+            partial.replace(cached)  # atomic: a concurrent lint reads the old entry or the whole new one
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only home, or data JSON cannot hold: the next run parses again
+    return data
 
 
 @functools.cache
