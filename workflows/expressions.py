@@ -208,6 +208,8 @@ def _read_while(text: str, i: int, cond: Callable[[str], bool]) -> tuple[str, in
 
 
 def _parse_time(text: str) -> float | None:
+    if not text[:4].isdigit():  # every format starts with %Y, four digits: skip strptime for words
+        return None
     for fmt in _TIME_FORMATS:
         try:
             return datetime.strptime(text.replace("Z", "+0000"), fmt).timestamp()

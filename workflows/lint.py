@@ -901,8 +901,6 @@ def _when_literals(doc: Doc) -> tuple[set[str], set[str]]:
 
 
 def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Finding]:
-    from workflows.plan import LeafCall, LeafOutcome, Phase
-
     entry = doc.template(str(doc.spec.get("entrypoint") or "")) or {}
     tasks = _tasks(entry)
     index = {str(t.get("name")): j for j, t in enumerate(tasks)}
@@ -949,6 +947,7 @@ def _gate_violations(doc: Doc, gate: str, gated_csv: str | None) -> Iterator[Fin
     gated = [g for g in gated if g not in blocked]
     if not gated:
         return
+    from workflows.plan import LeafCall, LeafOutcome, Phase  # only now: importing it costs 10 ms
 
     def options(call: LeafCall) -> list[LeafOutcome]:
         if call.exit_handler:
@@ -1006,12 +1005,11 @@ def _blocked_without_approval(
     """
     if any("{{" in v for v in unapproved):
         return set()
-    from workflows.plan import _ITEM_KEYS  # the keys the evaluator fans out on: one list
-
     tasks = {str(t.get("name")): t for t in _tasks(entry)}
     continue_on = {n: t.get("continueOn") or {} for n, t in tasks.items()}
-    # The gate itself may end any way; a fanned-out task evaluates `when` per item.
-    candidates = {n: t for n, t in tasks.items() if n != gate and not any(t.get(k) is not None for k in _ITEM_KEYS)}
+    # The gate itself may end any way; a task fanned out (withItems, withParam, withSequence)
+    # evaluates `when` per item: the exploration decides those.
+    candidates = {n: t for n, t in tasks.items() if n != gate and not any(str(k).startswith("with") for k in t)}
     blocked: set[str] = set()
     grown = True
     while grown:  # a fixpoint: blocking one task can block those depending on it
