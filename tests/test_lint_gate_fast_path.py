@@ -145,7 +145,7 @@ def test_an_unquoted_free_text_operand_is_left_to_the_exploration(monkeypatch: p
     explored: list[list[str]] = []
     real_explore = lint._explore
 
-    def spy(doc, params, gate, gated, *args):  # noqa: ANN001, ANN202 - the signature of lint._explore
+    def spy(doc, params, gate, gated, *args):  # lint._explore's signature
         explored.append(list(gated))
         return (yield from real_explore(doc, params, gate, gated, *args))
 
@@ -163,7 +163,7 @@ def test_a_gate_whose_default_approves_is_not_proven_by_the_fast_path(monkeypatc
 
     explored: list[list[str]] = []
 
-    def spy(doc, params, gate, gated, decision, options, found, runs):  # noqa: ANN001, ANN202
+    def spy(doc, params, gate, gated, decision, options, found, runs):
         explored.append(list(gated))
         return runs
         yield  # a generator, as lint._explore is
