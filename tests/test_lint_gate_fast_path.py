@@ -135,22 +135,29 @@ def test_clean_manifests_and_official_examples_lint_without_errors(shared: Path)
     assert report.errors == 0, report.summary()
 
 
+def _explored(monkeypatch: pytest.MonkeyPatch, mutate: Mutation, *, run: bool = True) -> list[list[str]]:
+    """The gated tasks lint hands to the full exploration (once per parameter combination, if `run`)."""
+    explored: list[list[str]] = []
+    real_explore = lint._explore
+
+    def spy(doc, params, gate, gated, decision, options, found, runs):  # lint._explore's signature
+        explored.append(list(gated))
+        if not run:
+            return runs
+        return (yield from real_explore(doc, params, gate, gated, decision, options, found, runs))
+
+    monkeypatch.setattr(lint, "_explore", spy)
+    _gate_findings(_mutated(mutate))
+    return explored
+
+
 def test_an_unquoted_free_text_operand_is_left_to_the_exploration(monkeypatch: pytest.MonkeyPatch) -> None:
     # A bare `{{...}}` value with spaces or operators could change how the `when` parses, so the
     # fast path does not claim the task blocked: the exploration decides it.
     def mutate(data: dict) -> None:
-        task = _task(data, "build-runner")
-        task["when"] = f"{DECISION} && {{{{workflow.parameters.context}}}} != x"
+        _task(data, "build-runner")["when"] = f"{DECISION} && {{{{workflow.parameters.context}}}} != x"
 
-    explored: list[list[str]] = []
-    real_explore = lint._explore
-
-    def spy(doc, params, gate, gated, *args):  # lint._explore's signature
-        explored.append(list(gated))
-        return (yield from real_explore(doc, params, gate, gated, *args))
-
-    monkeypatch.setattr(lint, "_explore", spy)
-    _gate_findings(_mutated(mutate))
+    explored = _explored(monkeypatch, mutate)
     assert explored and all(gated == ["build-runner"] for gated in explored)
 
 
@@ -161,16 +168,16 @@ def test_a_gate_whose_default_approves_is_not_proven_by_the_fast_path(monkeypatc
         gate["inputs"]["parameters"][0]["default"] = "approve"
         gate["outputs"]["parameters"][0]["valueFrom"]["default"] = "approve"
 
-    explored: list[list[str]] = []
-
-    def spy(doc, params, gate, gated, decision, options, found, runs):
-        explored.append(list(gated))
-        return runs
-        yield  # a generator, as lint._explore is
-
-    monkeypatch.setattr(lint, "_explore", spy)
-    _gate_findings(_mutated(mutate))
+    explored = _explored(monkeypatch, mutate, run=False)
     assert explored, "every gated task was taken as blocked although the default approves"
+
+
+def test_a_fanned_out_gate_is_left_to_the_exploration(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its decision output is a JSON list of the items' decisions, not one of the refusals.
+    def mutate(data: dict) -> None:
+        _task(data, "approve")["withItems"] = ["first", "second"]
+
+    assert _explored(monkeypatch, mutate, run=False), "a fanned-out gate's tasks were taken as blocked"
 
 
 @pytest.mark.parametrize(

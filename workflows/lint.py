@@ -1003,13 +1003,17 @@ def _blocked_without_approval(
     Omitted or Error. It relies on what the exploration relies on: a value substituted into a
     quoted operand holds no quote.
     """
-    if any("{{" in v for v in unapproved):
-        return set()
     tasks = {str(t.get("name")): t for t in _tasks(entry)}
-    continue_on = {n: t.get("continueOn") or {} for n, t in tasks.items()}
-    # The gate itself may end any way; a task fanned out (withItems, withParam, withSequence)
+
+    def fanned_out(task: Mapping[str, Any]) -> bool:  # withItems, withParam, withSequence
+        return any(str(key).startswith("with") for key in task)
+
+    # A fanned-out gate's decision is a JSON list of the items' decisions; a fanned-out task
     # evaluates `when` per item: the exploration decides those.
-    candidates = {n: t for n, t in tasks.items() if n != gate and not any(str(k).startswith("with") for k in t)}
+    if any("{{" in v for v in unapproved) or fanned_out(tasks[gate]):
+        return set()
+    continue_on = {n: t.get("continueOn") or {} for n, t in tasks.items()}
+    candidates = {n: t for n, t in tasks.items() if n != gate and not fanned_out(t)}  # the gate may end any way
     blocked: set[str] = set()
     grown = True
     while grown:  # a fixpoint: blocking one task can block those depending on it
@@ -1034,9 +1038,11 @@ def _when_blocked(doc: Doc, entry: Mapping[str, Any], when: str, decision_ref: s
         quoted = before in ("'", '"') and after == before
         if tag == decision_ref or quoted or _SAFE_TAG.match(tag):
             continue
-        enum = _enum_of(doc, entry, tag)
+        # A workflow parameter's enum is enforced at submission; any other unquoted value could hold
+        # several words and change how the expression parses.
+        enum = _enum_of(doc, entry, tag) if tag.startswith("workflow.parameters.") else None
         if enum is None or not all(_BARE_SAFE.match(v) and v.lower() != "in" for v in enum):
-            return False  # an unquoted value of several words could change how the expression parses
+            return False
     for value in unapproved:
 
         def fill(m: re.Match[str], value: str = value) -> str:
