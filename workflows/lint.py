@@ -865,9 +865,12 @@ def _approval_not_dominating(doc: Doc) -> Iterator[Finding]:
     """With `imagegate.dev/approval-gate: TASK`, no gated task runs unless the gate approved (DESIGN.md).
 
     Gated tasks are `imagegate.dev/gated-tasks` (comma-separated), else every task downstream
-    of the gate. The plan evaluator explores every run in which the gate resumes with anything
-    but `approve` (each enum value, the default a timeout applies, or the gate failing) and every
-    outcome of the other tasks; a gated task must be Skipped or Omitted in all of them.
+    of the gate. A gated task must not run in any run in which the gate resumes with anything
+    but `approve` (each enum value, the default a timeout applies, or the gate failing). Most are
+    proven so without running anything (`_blocked_without_approval`: its `when` is false under
+    every refusal, or its `depends` needs a blocked task to have run); for the rest the plan
+    evaluator explores every such run and every outcome of the other tasks, and names one in
+    which the task runs.
     """
     gate = doc.m.annotations.get(names.GATE_ANNOTATION)
     if not gate:
