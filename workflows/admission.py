@@ -52,8 +52,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubernetes import client as k8s
-
 from steps.contract import REFERENCE_PATTERN, BuildRequest, Decision, Mode, Policy, PushRequest
 from workflows import names
 from workflows.rbac import NAMESPACE
@@ -176,7 +174,7 @@ def _status_changed(field: str) -> str:
     return f"({new} != {old} || {new} && object.status.{field} != oldObject.status.{field})"
 
 
-def _variables() -> list[k8s.V1Variable]:
+def _variables() -> list[dict[str, str]]:
     defaults = Policy().to_configmap_data()
 
     def raw(key: str) -> str:
@@ -317,13 +315,16 @@ def _variables() -> list[k8s.V1Variable]:
         ),
         ("hiddenNodesChanged", "variables.fourEyes && (" + " || ".join(map(_status_changed, _HIDDEN_NODES)) + ")"),
     ]
-    return [k8s.V1Variable(name=n, expression=e) for n, e in pairs]
+    return [{"name": n, "expression": e} for n, e in pairs]
 
 
-def _rule(expression: str, message: str, message_expression: str) -> k8s.V1Validation:
-    return k8s.V1Validation(
-        expression=expression, message=message, message_expression=message_expression, reason="Forbidden"
-    )
+def _rule(expression: str, message: str, message_expression: str) -> dict[str, str]:
+    return {
+        "expression": expression,
+        "message": message,
+        "messageExpression": message_expression,
+        "reason": "Forbidden",
+    }
 
 
 # An allowlist entry `e` admits the named reference `r` on host and '/' boundaries: a host
@@ -335,7 +336,7 @@ _MATCHES_ENTRY = (
 )
 
 
-def _validations() -> list[k8s.V1Validation]:
+def _validations() -> list[dict[str, str]]:
     ours = " or ".join(_OURS)
     sa_fields = [
         "spec.serviceAccountName",
@@ -497,7 +498,7 @@ def _validations() -> list[k8s.V1Validation]:
     ]
 
 
-def _four_eyes_validations() -> list[k8s.V1Validation]:
+def _four_eyes_validations() -> list[dict[str, str]]:
     run = "request.namespace + '/' + object.metadata.name"
     submitted = "': they submitted it (' + variables.submitterKeys.map(k, k + '=' + variables.oldLabels[k]).join(', ')"
     actor = _cel(names.ARGO_ACTOR_LABEL)
@@ -538,47 +539,46 @@ def _four_eyes_validations() -> list[k8s.V1Validation]:
     ]
 
 
+def _metadata(name: str) -> dict[str, Any]:
+    return {"name": name, "labels": {"app.kubernetes.io/part-of": "imagegate"}}
+
+
+# Plain dicts, not the kubernetes package's models: importing it costs every `imagegate render`
+# about 0.1 s, and tests/test_admission_cel.py validates the objects with kubernetes-validate.
 def policy() -> dict[str, Any]:
     """The ValidatingAdmissionPolicy, as a plain dict."""
-    vap = k8s.V1ValidatingAdmissionPolicy(
-        api_version=_ADMISSION,
-        kind="ValidatingAdmissionPolicy",
-        metadata=k8s.V1ObjectMeta(name=POLICY_NAME, labels={"app.kubernetes.io/part-of": "imagegate"}),
-        spec=k8s.V1ValidatingAdmissionPolicySpec(
-            failure_policy="Fail",
-            param_kind=k8s.V1ParamKind(api_version="v1", kind="ConfigMap"),
-            match_constraints=k8s.V1MatchResources(
-                resource_rules=[
-                    k8s.V1NamedRuleWithOperations(
-                        api_groups=["argoproj.io"],
-                        api_versions=["v1alpha1"],
-                        operations=["CREATE", "UPDATE"],
-                        resources=["workflows"],
-                    )
-                ]
-            ),
-            variables=_variables(),
-            validations=_validations(),
-        ),
-    )
-    return vap.model_dump(by_alias=True, exclude_none=True, mode="json")
+    rule = {
+        "apiGroups": ["argoproj.io"],
+        "apiVersions": ["v1alpha1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["workflows"],
+    }
+    return {
+        "apiVersion": _ADMISSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _metadata(POLICY_NAME),
+        "spec": {
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+            "matchConstraints": {"resourceRules": [rule]},
+            "variables": _variables(),
+            "validations": _validations(),
+        },
+    }
 
 
 def binding() -> dict[str, Any]:
     """The binding: every namespace, params from the policy ConfigMap, deny when it is missing."""
-    b = k8s.V1ValidatingAdmissionPolicyBinding(
-        api_version=_ADMISSION,
-        kind="ValidatingAdmissionPolicyBinding",
-        metadata=k8s.V1ObjectMeta(name=BINDING_NAME, labels={"app.kubernetes.io/part-of": "imagegate"}),
-        spec=k8s.V1ValidatingAdmissionPolicyBindingSpec(
-            policy_name=POLICY_NAME,
-            param_ref=k8s.V1ParamRef(
-                name=Policy.CONFIGMAP_NAME, namespace=NAMESPACE, parameter_not_found_action="Deny"
-            ),
-            validation_actions=["Deny", "Audit"],
-        ),
-    )
-    return b.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return {
+        "apiVersion": _ADMISSION,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _metadata(BINDING_NAME),
+        "spec": {
+            "policyName": POLICY_NAME,
+            "paramRef": {"name": Policy.CONFIGMAP_NAME, "namespace": NAMESPACE, "parameterNotFoundAction": "Deny"},
+            "validationActions": ["Deny", "Audit"],
+        },
+    }
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.errors import TemplateError
 
+# libyaml's loader composes the same nodes, line marks included, about ten times faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 __all__ = ["ARGO_KINDS", "Manifest", "load", "load_paths", "load_template"]
 
 ARGO_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
@@ -102,13 +105,13 @@ def _documents(path: Path) -> Iterator[tuple[int, Any, dict[Location, int]]]:
             f"{path}: cannot read ({exc.strerror})", hint="give the path of a rendered YAML file"
         ) from None
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=_LOADER))
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path}: not valid YAML: {exc}", hint="fix the YAML syntax at the line shown") from None
     for index, node in enumerate(nodes):
         if node is None:
             continue
-        constructor = yaml.SafeLoader("")
+        constructor = _LOADER("")
         data = constructor.construct_document(node)
         lines: dict[Location, int] = {}
         _record_lines(node, (), lines)
