@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes import client as k8s
-
 from steps.contract import Policy
 from workflows import names
 from workflows.pod_security import Level, required_level
@@ -75,38 +73,48 @@ def namespace_labels(policy: Policy) -> dict[str, str]:
     }
 
 
-def _meta(name: str, **extra: Any) -> k8s.V1ObjectMeta:
-    return k8s.V1ObjectMeta(name=name, namespace=NAMESPACE, labels={"app.kubernetes.io/part-of": "imagegate"}, **extra)
+# Plain dicts, not the kubernetes package's models: importing it costs every `imagegate render`
+# about 0.1 s, and tests/test_rbac.py validates every object with kubernetes-validate.
+Obj = dict[str, Any]
 
 
-def _role(name: str, rules: list[k8s.V1PolicyRule]) -> k8s.V1Role:
-    return k8s.V1Role(api_version=f"{_RBAC}/v1", kind="Role", metadata=_meta(name), rules=rules)
+def _meta(name: str, **extra: Any) -> Obj:
+    return {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "imagegate"}, **extra}
 
 
-def _binding(role: str, subject: k8s.RbacV1Subject) -> k8s.V1RoleBinding:
-    return k8s.V1RoleBinding(
-        api_version=f"{_RBAC}/v1",
-        kind="RoleBinding",
-        metadata=_meta(role),
-        role_ref=k8s.V1RoleRef(api_group=_RBAC, kind="Role", name=role),
-        subjects=[subject],
-    )
+def _rule(group: str, resource: str, *verbs: str, names_: list[str] | None = None) -> Obj:
+    rule: Obj = {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+    if names_:
+        rule["resourceNames"] = names_
+    return rule
 
 
-def _group(name: str) -> k8s.RbacV1Subject:
-    return k8s.RbacV1Subject(api_group=_RBAC, kind="Group", name=name)
+def _role(name: str, rules: list[Obj]) -> Obj:
+    return {"apiVersion": f"{_RBAC}/v1", "kind": "Role", "metadata": _meta(name), "rules": rules}
 
 
-def _workflows(*verbs: str) -> k8s.V1PolicyRule:
-    return k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflows"], verbs=list(verbs))
+def _binding(role: str, subject: Obj) -> Obj:
+    return {
+        "apiVersion": f"{_RBAC}/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(role),
+        "roleRef": {"apiGroup": _RBAC, "kind": "Role", "name": role},
+        "subjects": [subject],
+    }
 
 
-def _read_policy() -> k8s.V1PolicyRule:
+def _group(name: str) -> Obj:
+    return {"apiGroup": _RBAC, "kind": "Group", "name": name}
+
+
+def _workflows(*verbs: str) -> Obj:
+    return _rule(_ARGO, "workflows", *verbs)
+
+
+def _read_policy() -> Obj:
     # The imagegate client reads the policy ConfigMap (default mode on submit, allowSelfApproval
     # on approve); by name only, so no other ConfigMap in the namespace is readable.
-    return k8s.V1PolicyRule(
-        api_groups=[""], resources=["configmaps"], resource_names=[Policy.CONFIGMAP_NAME], verbs=["get"]
-    )
+    return _rule("", "configmaps", "get", names_=[Policy.CONFIGMAP_NAME])
 
 
 def manifests(policy: Policy | None = None) -> list[dict[str, Any]]:
@@ -117,43 +125,38 @@ def manifests(policy: Policy | None = None) -> list[dict[str, Any]]:
             Defaults to `Policy()`, which allows every mode.
     """
     policy = policy or Policy()
-    objects = [
-        k8s.V1Namespace(
-            api_version="v1",
-            kind="Namespace",
-            metadata=k8s.V1ObjectMeta(
-                name=NAMESPACE, labels={"app.kubernetes.io/part-of": "imagegate", **namespace_labels(policy)}
-            ),
-        ),
-        k8s.V1ServiceAccount(
-            api_version="v1",
-            kind="ServiceAccount",
-            metadata=_meta(names.SERVICE_ACCOUNT),
-            automount_service_account_token=False,
-        ),
-        k8s.V1Secret(
-            api_version="v1",
-            kind="Secret",
-            type="kubernetes.io/service-account-token",
-            metadata=_meta(TOKEN_SECRET, annotations={"kubernetes.io/service-account.name": names.SERVICE_ACCOUNT}),
-        ),
-        _role(
-            EXECUTOR_ROLE,
-            [k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflowtaskresults"], verbs=["create", "patch"])],
-        ),
-        _binding(
-            EXECUTOR_ROLE, k8s.RbacV1Subject(kind="ServiceAccount", name=names.SERVICE_ACCOUNT, namespace=NAMESPACE)
-        ),
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": NAMESPACE,
+                "labels": {"app.kubernetes.io/part-of": "imagegate", **namespace_labels(policy)},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(names.SERVICE_ACCOUNT),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": _meta(TOKEN_SECRET, annotations={"kubernetes.io/service-account.name": names.SERVICE_ACCOUNT}),
+        },
+        _role(EXECUTOR_ROLE, [_rule(_ARGO, "workflowtaskresults", "create", "patch")]),
+        _binding(EXECUTOR_ROLE, {"kind": "ServiceAccount", "name": names.SERVICE_ACCOUNT, "namespace": NAMESPACE}),
         _role(APPROVER_ROLE, [_workflows("get", "list", "watch", "update", "patch"), _read_policy()]),
         _binding(APPROVER_ROLE, _group(APPROVERS_GROUP)),
         _role(
             SUBMITTER_ROLE,
             [
                 _workflows("create", "get", "list", "watch"),
-                k8s.V1PolicyRule(api_groups=[_ARGO], resources=["workflowtemplates"], verbs=["get", "list"]),
+                _rule(_ARGO, "workflowtemplates", "get", "list"),
                 _read_policy(),
             ],
         ),
         _binding(SUBMITTER_ROLE, _group(SUBMITTERS_GROUP)),
     ]
-    return [obj.model_dump(by_alias=True, exclude_none=True, mode="json") for obj in objects]
