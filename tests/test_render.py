@@ -17,6 +17,7 @@ from steps.contract import BuildRequest, BuildResult, PushRequest
 from workflows import cli, names, status_codes
 from workflows.config import UNRELEASED_DIGEST
 from workflows.render import HEADER, render
+from workflows.schemas import validate_object
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -129,6 +130,7 @@ def test_policy_configmap_has_safe_defaults():
         pytest.param({"ttl": {"seconds_after_success": -1}}, "ttl.seconds_after_success", id="negative-ttl"),
         pytest.param({"resources": {"build": {"cpu_request": "lots"}}}, "resources.build", id="bad-quantity"),
         pytest.param({"imagez": {}}, "imagez", id="unknown-key"),
+        pytest.param({"cache": {"runner_claim": "Team_Cache"}}, "cache.runner_claim", id="bad-cache-claim"),
     ],
 )
 def test_bad_config_fails_render_naming_the_field(tmp_path, capsys, config, field):
@@ -162,6 +164,23 @@ def test_config_overrides_reach_the_rendered_templates(tmp_path):
     assert build["spec"]["volumes"] == [{"name": "workspace", "persistentVolumeClaim": {"claimName": "team-workspace"}}]
     assert not any("images.steps" in n for n in report.notes)
     assert any("images.runner" in n for n in report.notes), "the other unreleased image is still reported"
+
+
+def test_runner_cache_claim_reaches_only_build_runner_as_its_buildah_store(tmp_path, shared):
+    path = tmp_path / "render.yaml"
+    path.write_text(yaml.safe_dump({"cache": {"runner_claim": "imagegate-runner-cache"}}))
+    render(out=tmp_path / "manifests", config_path=path)
+
+    build = yaml.safe_load((tmp_path / "manifests" / "image-build.yaml").read_text().removeprefix(HEADER))
+    assert validate_object(build, shared=shared) == []
+    templates = {t["name"]: t for t in build["spec"]["templates"]}
+    runner = templates[names.BUILD_RUNNER]
+    args = runner["container"]["args"]
+    assert args[args.index("--cache-dir") + 1] == "/var/cache/imagegate"
+    assert {"name": "runner-cache", "mountPath": "/var/cache/imagegate"} in runner["container"]["volumeMounts"]
+    assert {"name": "runner-cache", "persistentVolumeClaim": {"claimName": "imagegate-runner-cache"}} in runner["volumes"]
+    others = [t for name, t in templates.items() if name != names.BUILD_RUNNER]
+    assert not any(v.get("name") == "runner-cache" for t in others for v in t.get("volumes", []))
 
 
 def test_caches_are_off_by_default():

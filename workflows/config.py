@@ -111,6 +111,19 @@ class Cache(_Section):
 
     kaniko_repo: str | None = Field(None, description="Kaniko --cache=true --cache-repo=<repo>.")
     buildkit_ref: str | None = Field(None, description="BuildKit registry cache import/export ref.")
+    runner_claim: str | None = Field(
+        None,
+        description="An existing PVC build-runner mounts as its buildah layer store (--cache-dir), kept between "
+        "runs; builds sharing it take turns on buildah's storage lock.",
+    )
+
+    @field_validator("runner_claim")
+    @classmethod
+    def _claim(cls, v: str | None) -> str | None:
+        # A PVC name is a DNS-1123 subdomain (kubernetes.io/docs/concepts/overview/working-with-objects/names).
+        if v is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", v):
+            raise ValueError(f"{v!r} is not a PersistentVolumeClaim name: use lowercase letters, digits, '-' and '.'")
+        return v
 
     @field_validator("kaniko_repo", "buildkit_ref")
     @classmethod

@@ -51,6 +51,8 @@ from workflows.pods import (
     BUILDKIT_RUN,
     BUILDKIT_RUN_DIR,
     BUILDKIT_STATE,
+    RUNNER_CACHE,
+    RUNNER_CACHE_DIR,
     TMP,
     WORKSPACE,
     PodKind,
@@ -126,10 +128,14 @@ def _build_container(task: str, config: RenderConfig) -> Container:
     request = {s.name: f"{{{{workflow.parameters.{s.name}}}}}" for s in BuildRequest.parameter_specs()}
     outputs = step_outputs(names.BUILD_RUNNER, _BUILD_GLOBALS)
     if task == names.BUILD_RUNNER:
+        # With a cache claim, buildah's layer store outlives the pod, so an unchanged rebuild reuses every layer.
+        cached = config.cache.runner_claim is not None
         return container(task, PodKind.RUNNER, config, image=config.images.runner, command=python_step(task),
                          args=[*param_args(BuildRequest), "--workspace", WORKSPACE_DIR, "--archive", ARCHIVE_PATH,
-                               "--log", BUILD_LOG_PATH, "--out", OUTPUT_DIR],
-                         env={"STORAGE_DRIVER": "vfs"}, mounts=(TMP, WORKSPACE), outputs=outputs)
+                               "--log", BUILD_LOG_PATH, *(["--cache-dir", RUNNER_CACHE_DIR] if cached else []),
+                               "--out", OUTPUT_DIR],
+                         env={"STORAGE_DRIVER": "vfs"}, mounts=(TMP, WORKSPACE, *([RUNNER_CACHE] if cached else [])),
+                         outputs=outputs)
     argv = [OUTPUT_DIR, BUILD_LOG_PATH, ARCHIVE_PATH, WORKSPACE_DIR, request["context"], request["dockerfile"],
             request["destination"], request["build-args"], request["labels"]]
     if task == names.BUILD_KANIKO:

@@ -44,6 +44,8 @@ __all__ = [
     "step_outputs",
     "volume",
     "workspace_volumes",
+    "RUNNER_CACHE",
+    "RUNNER_CACHE_DIR",
 ]
 
 # Volume names, as mounts refer to them.
@@ -53,6 +55,8 @@ POLICY = "policy"
 REGISTRY_AUTH = "registry-auth"
 BUILDKIT_STATE = "buildkit-state"
 BUILDKIT_RUN = "buildkit-run"
+RUNNER_CACHE = "runner-cache"  # build-runner's buildah store, from RenderConfig.cache.runner_claim
+RUNNER_CACHE_DIR = "/var/cache/imagegate"
 # Where rootless BuildKit keeps state and its socket (moby/buildkit examples/kubernetes/job.rootless.yaml).
 BUILDKIT_STATE_DIR = "/home/user/.local/share/buildkit"
 BUILDKIT_RUN_DIR = "/home/user/.local/tmp"
@@ -135,13 +139,16 @@ def volume(name: str, config: RenderConfig) -> m.Volume:
         return m.Volume(name=REGISTRY_AUTH, secret=m.SecretVolumeSource(
             secret_name=config.registry_secret, optional=True,
             items=[m.KeyToPath(key=".dockerconfigjson", path="auth.json")]))
+    if name == RUNNER_CACHE:
+        return m.Volume(name=RUNNER_CACHE, persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
+            claim_name=config.cache.runner_claim))
     return m.Volume(name=name, empty_dir=m.EmptyDirVolumeSource())
 
 
 def mount(name: str) -> m.VolumeMount:
     """Where each volume is mounted, read-only unless a step writes there."""
     paths = {WORKSPACE: WORKSPACE_DIR, TMP: _TMP_DIR, POLICY: POLICY_DIR, REGISTRY_AUTH: REGISTRY_AUTH_DIR,
-             BUILDKIT_STATE: BUILDKIT_STATE_DIR, BUILDKIT_RUN: BUILDKIT_RUN_DIR}
+             BUILDKIT_STATE: BUILDKIT_STATE_DIR, BUILDKIT_RUN: BUILDKIT_RUN_DIR, RUNNER_CACHE: RUNNER_CACHE_DIR}
     return m.VolumeMount(name=name, mount_path=paths[name], read_only=name in (POLICY, REGISTRY_AUTH) or None)
 
 
