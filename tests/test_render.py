@@ -178,7 +178,8 @@ def test_runner_cache_claim_reaches_only_build_runner_as_its_buildah_store(tmp_p
     args = runner["container"]["args"]
     assert args[args.index("--cache-dir") + 1] == "/var/cache/imagegate"
     assert {"name": "runner-cache", "mountPath": "/var/cache/imagegate"} in runner["container"]["volumeMounts"]
-    assert {"name": "runner-cache", "persistentVolumeClaim": {"claimName": "imagegate-runner-cache"}} in runner["volumes"]
+    claim = {"name": "runner-cache", "persistentVolumeClaim": {"claimName": "imagegate-runner-cache"}}
+    assert claim in runner["volumes"]
     others = [t for name, t in templates.items() if name != names.BUILD_RUNNER]
     assert not any(v.get("name") == "runner-cache" for t in others for v in t.get("volumes", []))
 
