@@ -63,6 +63,7 @@ from steps.contract import (
 )
 from steps.errors import StepError
 from workflows import manifest, names, registry
+from workflows.cache import cache_dir
 from workflows.errors import LocalRunError, RequestError, TemplateError
 from workflows.local_progress import ApprovalInput, Display, NodeStatus, Prompt, State
 from workflows.plan import DEFAULT_TEMPLATE, Evaluator, LeafCall, LeafOutcome, Phase
@@ -160,7 +161,7 @@ def run(
             params["destination"] = f"{embedded.host}/{_repository(context)}:{LOCAL_TAG}"
         runner = _Runner(
             doc, params, context=context, approval=approval, prompt=prompt, display=display,
-            work_dir=work_dir or registry.cache_dir() / "runs", policy_dir=policy_dir,
+            work_dir=work_dir or cache_dir() / "runs", policy_dir=policy_dir,
             loopback=embedded.host if embedded else None,
         )  # fmt: skip
         stack.callback(runner.cleanup)

@@ -30,6 +30,7 @@ from types import TracebackType
 
 from pydantic import BaseModel, Field
 
+from workflows.cache import cache_dir
 from workflows.errors import LocalRunError
 
 __all__ = ["EmbeddedRegistry", "RegistryInfo", "cache_dir", "default_data_dir", "free_port", "serve"]
@@ -51,12 +52,6 @@ class RegistryInfo(BaseModel):
     config: Path = Field(description="The config file the registry was started with (removed on stop).")
     log: Path = Field(description="The registry's own log (removed on stop).")
     pid: int
-
-
-def cache_dir() -> Path:
-    """The imagegate cache directory: `$XDG_CACHE_HOME/imagegate`, else `~/.cache/imagegate`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imagegate"
 
 
 def default_data_dir() -> Path:

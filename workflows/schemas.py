@@ -26,6 +26,7 @@ import kubernetes_validate
 import yaml
 from pydantic import BaseModel
 
+from workflows.cache import cache_dir
 from workflows.errors import TemplateError
 
 __all__ = ["ARGO_KINDS", "KUBERNETES_VERSION", "SchemaFinding", "shared_dir", "validate_object", "validate_objects"]
@@ -59,12 +60,6 @@ def shared_dir() -> Path:
     return Path(os.environ.get("IMAGEGATE_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
-def _cache_dir() -> Path:
-    # The directory workflows.registry.cache_dir() names, not imported: that module's imports cost
-    # more than the cache saves.
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagegate" / "schemas"
-
-
 def _read(path: Path) -> Any:
     """A schema file's data; a YAML one is parsed once per content and kept as JSON in the user cache.
 
@@ -77,7 +72,7 @@ def _read(path: Path) -> Any:
     raw = path.read_bytes()
     if path.suffix == ".json":
         return json.loads(raw)
-    cached = _cache_dir() / f"{path.stem}-{hashlib.sha256(raw).hexdigest()[:32]}.json"
+    cached = cache_dir() / "schemas" / f"{path.stem}-{hashlib.sha256(raw).hexdigest()[:32]}.json"
     try:
         return json.loads(cached.read_bytes())
     except (OSError, ValueError):
