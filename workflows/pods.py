@@ -33,6 +33,8 @@ from workflows.config import RenderConfig
 
 __all__ = [
     "PodKind",
+    "RUNNER_CACHE",
+    "RUNNER_CACHE_DIR",
     "container",
     "container_security",
     "deadline",
@@ -44,8 +46,6 @@ __all__ = [
     "step_outputs",
     "volume",
     "workspace_volumes",
-    "RUNNER_CACHE",
-    "RUNNER_CACHE_DIR",
 ]
 
 # Volume names, as mounts refer to them.
